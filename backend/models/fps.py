@@ -1,0 +1,55 @@
+"""Choosing which vertices become latent tokens: farthest point sampling on features.
+
+DyMeshVAE picks K vertices by farthest point sampling on their post-neighbour features (not on
+xyz), then fills empty slots (K larger than the vertex count) with random vertices. The official
+fix-up treats index 0 as empty too, so the start vertex is always replaced by a random one; that
+is reproduced when `replace_index_zero` is set.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def farthest_point_sampling(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of k rows of `features` (N, D), greedily farthest in squared L2, starting at row 0.
+
+    Ties go to the lowest index. Slots beyond N are -1 (as the reference kernel returns).
+    """
+    n = features.shape[0]
+    picked = torch.full((k,), -1, dtype=torch.long, device=features.device)
+    if n == 0 or k == 0:
+        return picked
+    x = features.float().contiguous()
+    min_dist = torch.full((n,), float("inf"), device=x.device)
+    diff = torch.empty_like(x)
+    dist = torch.empty(n, device=x.device)
+    current = torch.zeros(1, dtype=torch.long, device=x.device)
+    for slot in range(min(k, n)):
+        picked[slot] = current[0]
+        torch.sub(x, x.index_select(0, current), out=diff)
+        torch.sum(diff.square_(), dim=1, out=dist)
+        torch.minimum(min_dist, dist, out=min_dist)
+        current = torch.argmax(min_dist).reshape(1)
+    return picked
+
+
+def fill_token_indices(raw: torch.Tensor, valid_length: int, uniform: torch.Tensor,
+                       replace_index_zero: bool = True) -> torch.Tensor:
+    """Replace empty slots (-1, and index 0 when `replace_index_zero`) by floor(u * valid_length).
+
+    `uniform` holds one U[0,1) draw per slot (the official code draws torch.rand(B, K)).
+    """
+    empty = raw <= 0 if replace_index_zero else raw < 0
+    random_rows = (uniform * valid_length).long().clamp_(max=max(valid_length - 1, 0))
+    return torch.where(empty, random_rows.to(raw.device), raw)
+
+
+def sample_token_indices(features: torch.Tensor, valid_length: int, k: int,
+                         generator: torch.Generator | None = None,
+                         replace_index_zero: bool = True) -> torch.Tensor:
+    """FPS over the first `valid_length` rows followed by the empty-slot fill-up. Returns (K,)."""
+    raw = farthest_point_sampling(features[:valid_length], k)
+    uniform = torch.rand(k, generator=generator)
+    return fill_token_indices(raw, valid_length, uniform, replace_index_zero)

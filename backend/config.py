@@ -37,13 +37,16 @@ class VAEConfig:
 
 @dataclass
 class FlowConfig:
-    """DyMeshMMDiT sizes. `input_channels` = 2 * latent_dim (shape half + trajectory half)."""
+    """DyMeshMMDiT sizes (official "40m": width 512, 12 layers, 8 heads).
+
+    `input_channels` = 2 * latent_dim (shape half + trajectory half).
+    """
 
     input_channels: int = 64
     output_channels: int = 64
-    width: int = 768
+    width: int = 512
     layers: int = 12
-    heads: int = 12
+    heads: int = 8
     init_scale: float = 0.25
     cond_drop_prob: float = 0.1
 

@@ -22,6 +22,18 @@ def farthest_point_sampling(features: torch.Tensor, k: int) -> torch.Tensor:
     if n == 0 or k == 0:
         return picked
     x = features.float().contiguous()
+    # Squared differences of near-identical feature rows fall into float32's denormal range,
+    # which x86 handles ~50x slower; flushing them to zero changes no choice of farthest point.
+    flushing = torch.set_flush_denormal(True)
+    try:
+        return _fps_loop(x, k, picked)
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+def _fps_loop(x: torch.Tensor, k: int, picked: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
     min_dist = torch.full((n,), float("inf"), device=x.device)
     diff = torch.empty_like(x)
     dist = torch.empty(n, device=x.device)

@@ -1,0 +1,166 @@
+"""Command line: python -m backend {animate, import-official, download-official, models, bench}.
+
+Errors a user can fix print as one line (`error: ...`) with exit status 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m backend", description="AnimateAnyMesh backend")
+    sub = p.add_subparsers(title="commands")
+
+    a = sub.add_parser("animate", help="animate a mesh file from a text prompt")
+    a.add_argument("mesh", type=Path, help=".obj or .npz (vertices, faces)")
+    a.add_argument("--prompt", required=True)
+    a.add_argument("--model", default="default", help="model directory, or a name: default, official")
+    a.add_argument("--out", type=Path, required=True, help="output .npz (frames, faces, prompt, seed)")
+    a.add_argument("--seed", type=int, default=None)
+    a.add_argument("--steps", type=int, default=None, help="solver grid points (official: 64)")
+    a.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (official: 3.0)")
+    a.add_argument("--num-traj", type=int, default=None, help="latent tokens (default max(512, N/8))")
+    a.add_argument("--solver", choices=["midpoint", "euler"], default=None)
+    a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    a.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    a.add_argument("--cache", default=None, help="model cache folder (default ~/.cache/animateanymesh)")
+    a.set_defaults(run=cmd_animate)
+
+    i = sub.add_parser("import-official", help="convert an official checkpoint folder to a model directory")
+    i.add_argument("src", type=Path, help="folder holding checkpoints/ (or checkpoints/ itself)")
+    i.add_argument("--out", type=Path, default=None, help="model directory (default: CACHE/models/official)")
+    i.add_argument("--clip-config", type=Path, default=None,
+                   help="Hugging Face CLIPTextConfig JSON of the text encoder (default: SD-1.5's)")
+    i.add_argument("--tokenizer", type=Path, default=None, help="folder with vocab.json + merges.txt")
+    i.add_argument("--rf-exp", default="rf_model")
+    i.add_argument("--rf-epoch", default="f")
+    i.add_argument("--cache", default=None)
+    i.set_defaults(run=cmd_import)
+
+    d = sub.add_parser("download-official", help="download the official weights (needs network) and import them")
+    d.add_argument("--cache", default=None)
+    d.set_defaults(run=cmd_download)
+
+    m = sub.add_parser("models", help="list installed models")
+    m.add_argument("--cache", default=None)
+    m.set_defaults(run=cmd_models)
+
+    b = sub.add_parser("bench", help="time and memory of each stage at several mesh sizes")
+    b.add_argument("--sizes", default="5000,20000,50000,200000")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--dense-up-to", type=int, default=20000,
+                   help="largest N for the dense-attention reference column")
+    b.add_argument("--num-traj", type=int, default=None, help="tokens (default the official max(512, N/8))")
+    b.add_argument("--threads", type=int, default=None)
+    b.set_defaults(run=cmd_bench)
+    return p
+
+
+class ConsoleProgress:
+    """Stage lines, plus a bar for the sampler's evaluations (stderr, so stdout stays clean)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, stage: str, done: int, total: int):
+        from tqdm import tqdm
+
+        if stage == "sample":
+            if self.bar is None:
+                self.bar = tqdm(total=total, desc="sampling", unit="eval", file=sys.stderr)
+            self.bar.n = done
+            self.bar.refresh()
+            return
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(f"[{stage}] done", file=sys.stderr)
+
+
+def cmd_animate(args) -> int:
+    import numpy as np
+
+    from .mesh import triangulate
+    from .mesh_io import load_mesh
+    from .model_manager import resolve_model
+    from .pipeline import animate
+
+    if args.out.suffix.lower() != ".npz":
+        raise UserError(f"--out must end in .npz (got {args.out.name}).")
+    vertices, faces = load_mesh(args.mesh)
+    model_dir = resolve_model(args.model, args.cache)
+    result = animate(vertices, faces, args.prompt, model=model_dir, seed=args.seed,
+                     guidance=args.guidance, steps=args.steps, num_traj=args.num_traj,
+                     solver=args.solver, device=args.device, precision=args.precision,
+                     progress=ConsoleProgress())
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, frames=result.frames, faces=triangulate(faces),
+                        prompt=np.array(args.prompt), seed=np.array(result.seed, dtype=np.int64))
+    t = result.frames.shape
+    print(f"wrote {args.out}: {t[0]} frames x {t[1]} vertices, seed {result.seed}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .checkpoints import import_official
+    from .model_manager import cache_dir
+
+    out = args.out or cache_dir(args.cache) / "models" / "official"
+    config = import_official(args.src, out, clip_config=args.clip_config, tokenizer_dir=args.tokenizer,
+                             rf_exp=args.rf_exp, rf_epoch=args.rf_epoch)
+    print(f"imported {config.name} into {out} (VAE dim {config.vae.dim}, flow width "
+          f"{config.flow.width} x {config.flow.layers}, text encoder {config.text.kind} "
+          f"{config.text.width} x {config.text.layers})")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .model_manager import download_official
+
+    print(f"installed the official model in {download_official(args.cache)}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .model_manager import EMBEDDED_DIR, cache_dir, list_models
+
+    print(f"default: {EMBEDDED_DIR if (EMBEDDED_DIR / 'config.json').is_file() else 'not installed'}")
+    for name in list_models(args.cache):
+        print(f"{name}: {cache_dir(args.cache) / 'models' / name}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    run_bench(sizes, device=args.device, dense_up_to=args.dense_up_to, num_traj=args.num_traj,
+              threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Text + mesh -> per-vertex trajectories: the whole inference chain in one readable function.
+
+    prepare (weld, triangulate, normalise, edges)
+    -> vertex features + token choice (FPS)       -> shape latent (encoder)
+    -> text states (prompt and null prompt)       -> trajectory latent (guided flow sampling)
+    -> decode every vertex                        -> back to the caller's units and vertex order
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import mesh as meshprep
+from .checkpoints import LoadedModel, load_model
+from .errors import PromptError, UserError
+from .models.fps import sample_token_indices
+from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
+
+# progress(stage, done, total); stages: prepare, encode, text, sample, decode
+ProgressFn = Callable[[str, int, int], None]
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class AnimationResult:
+    frames: np.ndarray                 # (T, N, 3) float32, caller's units and vertex order
+    seed: int
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    num_tokens: int = 0
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu.",
+                        code="no_gpu")
+    return torch.device(device)
+
+
+def default_num_tokens(num_vertices: int) -> int:
+    """The official rule: at least 512 tokens, one per 8 vertices on big meshes."""
+    return max(512, num_vertices // 8)
+
+
+def check_prompt(prompt) -> str:
+    if not isinstance(prompt, str):
+        raise PromptError(f"the prompt must be text, got {type(prompt).__name__}.")
+    if not prompt.strip():
+        raise PromptError("the prompt is empty: type what the mesh should do, "
+                          "e.g. 'a dragon flaps its wings'.")
+    return prompt
+
+
+def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
+            seed: int | None = None, guidance: float | None = None, steps: int | None = None,
+            num_traj: int | None = None, solver: str | None = None, device: str | None = None,
+            precision: str = "fp32", progress: ProgressFn | None = None,
+            cancel: Callable[[], bool] | None = None,
+            token_indices: np.ndarray | None = None, noise: np.ndarray | None = None) -> AnimationResult:
+    """Animate a mesh from a prompt. Returns frames (T, N, 3) in the input's units and order.
+
+    vertices (N, 3); faces: (M, k) array or a list of polygons (quads and n-gons are
+    triangulated; no faces animates a point cloud). token_indices / noise inject the random
+    choices (used by the parity tests); seed makes them reproducible otherwise.
+    """
+    check_prompt(prompt)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    report = progress or (lambda *a: None)
+
+    def checkpoint(stage: str, done: int = 1, total: int = 1):
+        report(stage, done, total)
+        if cancel is not None and cancel():
+            raise Cancelled(f"cancelled during {stage}")
+
+    dev = pick_device(device)
+    if not isinstance(model, LoadedModel):
+        model = load_model(Path(model), dev)
+    cfg = model.config
+    if guidance is None:
+        guidance = cfg.sampler.guidance
+    if steps is None:
+        steps = cfg.sampler.steps
+    solver = solver or cfg.sampler.solver
+    if not math.isfinite(guidance):
+        raise UserError(f"guidance must be a finite number (got {guidance}).")
+    if seed is None:
+        seed = secrets.randbelow(MAX_SEED)
+    generator = torch.Generator().manual_seed(int(seed))
+
+    prep = meshprep.prepare_mesh(vertices, faces)
+    warnings = list(prep.warnings)
+    n = prep.normalized.shape[0]
+    k = int(num_traj) if num_traj else default_num_tokens(n)
+    if k < 1:
+        raise UserError(f"num_traj must be at least 1 (got {k}).")
+    rest = torch.from_numpy(np.ascontiguousarray(prep.normalized, dtype=np.float32))
+    edges = torch.from_numpy(np.ascontiguousarray(prep.edges, dtype=np.int64)).reshape(-1, 2)
+
+    # The official script pads every mesh with zero vertices up to pad_to rows; they act as
+    # identical keys in the encoder attention. One zero row whose logit carries log(count)
+    # has exactly the same effect.
+    n_pad = max(cfg.compat.pad_to - n, 0)
+    key_bias = None
+    if n_pad:
+        rest = torch.cat([rest, torch.zeros(1, 3)])
+        key_bias = torch.zeros(1, 1, 1, n + 1)
+        key_bias[..., -1] = math.log(n_pad)
+    timings["prepare"] = time.perf_counter() - clock
+    checkpoint("prepare")
+
+    autocast = _autocast(dev, precision)
+    with torch.inference_mode(), autocast:
+        clock = time.perf_counter()
+        rest_d = rest.to(dev)[None]
+        edges_d = edges.to(dev)
+        pc0_embed = model.vae.vertex_features(rest_d, edges_d)
+        if token_indices is not None:
+            idx = torch.as_tensor(np.asarray(token_indices), dtype=torch.long).reshape(-1)
+            if idx.numel() != k:
+                raise UserError(f"token_indices has {idx.numel()} entries but num_traj is {k}.")
+        else:
+            idx = sample_token_indices(pc0_embed[0, :n].float(), n, k, generator,
+                                       cfg.compat.replace_index_zero)
+        frames_in = rest_d.unsqueeze(1).expand(1, cfg.vae.T, -1, -1)  # a static clip
+        enc = model.vae.encode(frames_in, edges_d, idx.to(dev)[None],
+                               key_bias=None if key_bias is None else key_bias.to(dev),
+                               pc0_embed=pc0_embed)
+        shape_latent = (enc.x0.float() - cfg.stats.f0_mean) / cfg.stats.f0_std
+        timings["encode"] = time.perf_counter() - clock
+        checkpoint("encode")
+
+        clock = time.perf_counter()
+        text = model.text_encoder.encode([prompt, ""], device=dev).float()
+        cond, uncond = text[:1], text[1:]
+        timings["text"] = time.perf_counter() - clock
+        checkpoint("text")
+
+        clock = time.perf_counter()
+        if noise is not None:
+            noise_t = torch.as_tensor(np.asarray(noise), dtype=torch.float32).reshape(1, k, -1)
+        else:
+            noise_t = torch.randn((1, k, 2 * cfg.vae.latent_dim), generator=generator)
+        total = evaluations_per_run(steps, solver)
+        sample = sample_trajectory_latent(
+            model.flow, shape_latent, cond, uncond, noise_t.to(dev), cfg.stats,
+            steps=steps, guidance=float(guidance), solver=solver,
+            on_step=lambda done, _total: checkpoint("sample", done, total))
+        timings["sample"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        frames = model.vae.decode(sample.latent.to(pc0_embed.dtype), pc0_embed[:, :n], rest_d[:, :n])
+        frames = frames[0].float().cpu().numpy()
+        timings["decode"] = time.perf_counter() - clock
+        checkpoint("decode")
+
+    result = meshprep.restore_frames(prep, frames)
+    if not np.isfinite(result).all():
+        raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
+                        "or use precision fp32.", code="numerical")
+    return AnimationResult(result.astype(np.float32), int(seed), warnings, timings, k)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if device.type != "cuda":
+        raise UserError(f"precision {precision} needs a CUDA GPU; use fp32 on CPU.")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise UserError(f"unknown precision '{precision}'; choose fp32, bf16 or fp16.")
+    return torch.autocast("cuda", dtype=dtype)

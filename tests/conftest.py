@@ -1,0 +1,34 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "official_parity"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # dense_reference
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "blender: runs real Blender through the bpy wheel")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"parity fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def load_fixture(fixtures_dir):
+    from safetensors.torch import load_file
+
+    cache = {}
+
+    def load(name: str):
+        if name not in cache:
+            cache[name] = load_file(str(fixtures_dir / name))
+        return cache[name]
+
+    return load

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--clip-config", type=Path, default=None,
                    help="Hugging Face CLIPTextConfig JSON of the text encoder (default: SD-1.5's)")
     i.add_argument("--tokenizer", type=Path, default=None, help="folder with vocab.json + merges.txt")
+    i.add_argument("--pad-to", type=int, default=4096,
+                   help="official zero-padding length (test_drive.py's max_length, default 4096)")
     i.add_argument("--rf-exp", default="rf_model")
     i.add_argument("--rf-epoch", default="f")
     i.add_argument("--cache", default=None)
@@ -130,7 +132,7 @@ def cmd_import(args) -> int:
 
     out = args.out or cache_dir(args.cache) / "models" / "official"
     config = import_official(args.src, out, clip_config=args.clip_config, tokenizer_dir=args.tokenizer,
-                             rf_exp=args.rf_exp, rf_epoch=args.rf_epoch)
+                             rf_exp=args.rf_exp, rf_epoch=args.rf_epoch, pad_to=args.pad_to)
     print(f"imported {config.name} into {out} (VAE dim {config.vae.dim}, flow width "
           f"{config.flow.width} x {config.flow.layers}, text encoder {config.text.kind} "
           f"{config.text.width} x {config.text.layers})")

@@ -66,6 +66,7 @@ class TextEncoderConfig:
     vocab_size: int = 49408
     context_length: int = 77
     layer_norm_eps: float = 1e-5
+    intermediate_size: int | None = None  # MLP width; None means 4 * width (SD-1.5)
 
 
 @dataclass

@@ -20,8 +20,9 @@ import torch
 
 from . import mesh as meshprep
 from .checkpoints import LoadedModel, load_model
-from .errors import PromptError, UserError
+from .errors import UserError
 from .models.fps import sample_token_indices
+from .models.text import check_prompt
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
 # progress(stage, done, total); stages: prepare, encode, text, sample, decode
@@ -52,15 +53,6 @@ def default_num_tokens(num_vertices: int) -> int:
     return max(512, num_vertices // 8)
 
 
-def check_prompt(prompt) -> str:
-    if not isinstance(prompt, str):
-        raise PromptError(f"the prompt must be text, got {type(prompt).__name__}.")
-    if not prompt.strip():
-        raise PromptError("the prompt is empty: type what the mesh should do, "
-                          "e.g. 'a dragon flaps its wings'.")
-    return prompt
-
-
 def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             seed: int | None = None, guidance: float | None = None, steps: int | None = None,
             num_traj: int | None = None, solver: str | None = None, device: str | None = None,
@@ -73,9 +65,10 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     triangulated; no faces animates a point cloud). token_indices / noise inject the random
     choices (used by the parity tests); seed makes them reproducible otherwise.
     """
-    check_prompt(prompt)
+    check_prompt(prompt, None)  # cheap checks first: fail before loading anything
+    if guidance is not None and not math.isfinite(guidance):
+        raise UserError(f"guidance must be a finite number (got {guidance}).")
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
     report = progress or (lambda *a: None)
 
     def checkpoint(stage: str, done: int = 1, total: int = 1):
@@ -83,27 +76,30 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled during {stage}")
 
-    dev = pick_device(device)
-    if not isinstance(model, LoadedModel):
-        model = load_model(Path(model), dev)
-    cfg = model.config
-    if guidance is None:
-        guidance = cfg.sampler.guidance
-    if steps is None:
-        steps = cfg.sampler.steps
-    solver = solver or cfg.sampler.solver
-    if not math.isfinite(guidance):
-        raise UserError(f"guidance must be a finite number (got {guidance}).")
-    if seed is None:
-        seed = secrets.randbelow(MAX_SEED)
-    generator = torch.Generator().manual_seed(int(seed))
-
+    clock = time.perf_counter()
     prep = meshprep.prepare_mesh(vertices, faces)
-    warnings = list(prep.warnings)
     n = prep.normalized.shape[0]
     k = int(num_traj) if num_traj else default_num_tokens(n)
     if k < 1:
         raise UserError(f"num_traj must be at least 1 (got {k}).")
+    timings["prepare"] = time.perf_counter() - clock
+    checkpoint("prepare")
+
+    dev = pick_device(device)
+    if not isinstance(model, LoadedModel):
+        clock = time.perf_counter()
+        checkpoint("load", 0, 1)
+        model = load_model(Path(model), dev)
+        timings["load"] = time.perf_counter() - clock
+    cfg = model.config
+    guidance = cfg.sampler.guidance if guidance is None else guidance
+    steps = cfg.sampler.steps if steps is None else steps
+    solver = solver or cfg.sampler.solver
+    if seed is None:
+        seed = secrets.randbelow(MAX_SEED)
+    generator = torch.Generator().manual_seed(int(seed))
+    warnings = check_prompt(prompt, getattr(model.text_encoder, "tokenizer", None)) + list(prep.warnings)
+
     rest = torch.from_numpy(np.ascontiguousarray(prep.normalized, dtype=np.float32))
     edges = torch.from_numpy(np.ascontiguousarray(prep.edges, dtype=np.int64)).reshape(-1, 2)
 
@@ -116,8 +112,6 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         rest = torch.cat([rest, torch.zeros(1, 3)])
         key_bias = torch.zeros(1, 1, 1, n + 1)
         key_bias[..., -1] = math.log(n_pad)
-    timings["prepare"] = time.perf_counter() - clock
-    checkpoint("prepare")
 
     autocast = _autocast(dev, precision)
     with torch.inference_mode(), autocast:

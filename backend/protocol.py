@@ -72,6 +72,13 @@ class Shutdown(Message):
     type = "shutdown"
 
 
+@dataclass
+class Release(Message):
+    """Drop the warm model (frees its memory) but keep the process; answered by Released."""
+
+    type = "release"
+
+
 # ---------------------------------------------------------------- server -> client
 
 @dataclass
@@ -133,12 +140,27 @@ class Heartbeat(Message):
     busy: bool = False
 
 
-MESSAGE_TYPES = {cls.type: cls for cls in (Hello, AnimateRequest, Cancel, Ping, Shutdown, Ready,
-                                           Progress, Warning, Error, Result, Cancelled, Heartbeat)}
+@dataclass
+class Released(Message):
+    type = "released"
+    freed: bool = False  # False when no model was loaded
+
+
+MESSAGE_TYPES = {cls.type: cls for cls in (Hello, AnimateRequest, Cancel, Ping, Shutdown, Release,
+                                           Ready, Progress, Warning, Error, Result, Cancelled,
+                                           Heartbeat, Released)}
 
 
 class ProtocolError(Exception):
     pass
+
+
+class ProtocolVersionError(ProtocolError):
+    """The line is well formed but speaks another protocol version: a release mismatch, not noise."""
+
+    def __init__(self, message: str, version):
+        super().__init__(message)
+        self.version = version
 
 
 def parse_line(line: str) -> Message:
@@ -151,8 +173,9 @@ def parse_line(line: str) -> Message:
         raise ProtocolError(f"not a protocol message (no type): {line[:120]!r}")
     version = data.pop("v", None)
     if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {version} received, this side speaks {PROTOCOL_VERSION}: "
-                            "the add-on and the backend come from different releases; reinstall the extension.")
+        raise ProtocolVersionError(
+            f"protocol version {version} received, this side speaks {PROTOCOL_VERSION}: the add-on "
+            "and the backend come from different releases; reinstall the extension.", version)
     cls = MESSAGE_TYPES.get(data.pop("type"))
     if cls is None:
         raise ProtocolError(f"unknown message type in {line[:120]!r}")

@@ -32,3 +32,15 @@ def load_fixture(fixtures_dir):
         return cache[name]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, fixtures_dir):
+    """The fixture's official-layout checkpoint imported as a real (tiny, random-weight) model."""
+    from backend.checkpoints import import_official
+
+    out = tmp_path_factory.mktemp("tiny") / "official_tiny"
+    import_official(fixtures_dir / "official_layout", out,
+                    clip_config=fixtures_dir / "clip_text_config.json",
+                    tokenizer_dir=fixtures_dir / "tokenizer", pad_to=256)
+    return out

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     a.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     a.add_argument("--cache", default=None, help="model cache folder (default ~/.cache/animateanymesh)")
+    a.add_argument("--preview", type=Path, default=None, help="also write a contact sheet of the frames (PNG)")
     a.set_defaults(run=cmd_animate)
 
     i = sub.add_parser("import-official", help="convert an official checkpoint folder to a model directory")
@@ -64,9 +65,48 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", default=None)
     d.set_defaults(run=cmd_download)
 
+    sv = sub.add_parser("serve", help="run the backend server for the Blender add-on (protocol on stdin/stdout)")
+    sv.set_defaults(run=cmd_serve)
+
     m = sub.add_parser("models", help="list installed models")
     m.add_argument("--cache", default=None)
     m.set_defaults(run=cmd_models)
+
+    g = sub.add_parser("make-dataset", help="write the procedural training set (shards + dataset.json)")
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--count", type=int, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--split", choices=["train", "eval"], default="train")
+    g.set_defaults(run=cmd_make_dataset)
+
+    t = sub.add_parser("train", help="train our own model: vae, stats, flow")
+    tsub = t.add_subparsers(title="what")
+    for what in ("vae", "flow"):
+        tp = tsub.add_parser(what, help=f"train the {what} model")
+        tp.add_argument("--data", type=Path, required=True, help="dataset folder of shards")
+        tp.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds state.pt)")
+        tp.add_argument("--config", type=Path, default=None, help="JSON training config")
+        if what == "flow":
+            tp.add_argument("--vae", type=Path, required=True, help="finished VAE run folder")
+            tp.add_argument("--stats", type=Path, default=None, help="latent stats JSON (default VAE_RUN/stats.json)")
+        for opt, typ in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
+                         ("threads", int), ("max-minutes", float)):
+            tp.add_argument(f"--{opt}", type=typ, default=None)
+        tp.add_argument("--device", default=None)
+        tp.set_defaults(run=cmd_train, what=what)
+    ts = tsub.add_parser("stats", help="latent statistics of a trained VAE over a dataset")
+    ts.add_argument("--vae", type=Path, required=True)
+    ts.add_argument("--data", type=Path, required=True)
+    ts.add_argument("--out", type=Path, default=None)
+    ts.set_defaults(run=cmd_stats)
+
+    e = sub.add_parser("eval", help="evaluate a model on a held-out dataset and print a table")
+    e.add_argument("--model", default="default")
+    e.add_argument("--data", type=Path, required=True)
+    e.add_argument("--limit", type=int, default=None, help="evaluate on at most this many samples")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--cache", default=None)
+    e.set_defaults(run=cmd_eval)
 
     b = sub.add_parser("bench", help="time and memory of each stage at several mesh sizes")
     b.add_argument("--sizes", default="5000,20000,50000,200000")
@@ -123,6 +163,10 @@ def cmd_animate(args) -> int:
                         prompt=np.array(args.prompt), seed=np.array(result.seed, dtype=np.int64))
     t = result.frames.shape
     print(f"wrote {args.out}: {t[0]} frames x {t[1]} vertices, seed {result.seed}")
+    if args.preview:
+        from .preview import contact_sheet
+
+        print(f"wrote {contact_sheet(result.frames, triangulate(faces), args.preview)}")
     return 0
 
 
@@ -146,12 +190,60 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .server import main as serve
+
+    return serve() or 0
+
+
 def cmd_models(args) -> int:
     from .model_manager import EMBEDDED_DIR, cache_dir, list_models
 
     print(f"default: {EMBEDDED_DIR if (EMBEDDED_DIR / 'config.json').is_file() else 'not installed'}")
     for name in list_models(args.cache):
         print(f"{name}: {cache_dir(args.cache) / 'models' / name}")
+    return 0
+
+
+def cmd_make_dataset(args) -> int:
+    from .data.procedural import write_dataset
+
+    write_dataset(args.out, args.count, args.seed, args.split)
+    print(f"wrote {args.count} {args.split} samples to {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import json
+
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                 "threads": args.threads, "max_minutes": args.max_minutes, "device": args.device}
+    values = json.loads(args.config.read_text()) if args.config else {}
+    values.setdefault("optim", {}).update({k: v for k, v in overrides.items() if v is not None})
+    if args.what == "vae":
+        from .train.vae import VAETrainConfig, train_vae
+
+        train_vae(args.data, args.out, VAETrainConfig.from_dict(values))
+    else:
+        from .train.flow import FlowTrainConfig, train_flow
+
+        train_flow(args.vae, args.data, args.out, FlowTrainConfig.from_dict(values), args.stats)
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from .train.flow import compute_stats
+
+    compute_stats(args.vae, args.data, args.out)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate, format_report
+    from .model_manager import resolve_model
+
+    report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed)
+    print(format_report(report))
     return 0
 
 

@@ -48,9 +48,10 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def default_num_tokens(num_vertices: int) -> int:
-    """The official rule: at least 512 tokens, one per 8 vertices on big meshes."""
-    return max(512, num_vertices // 8)
+def default_num_tokens(num_vertices: int, minimum: int = 512) -> int:
+    """The official rule: at least `minimum` tokens (the model's num_traj, officially 512), and
+    one per 8 vertices on big meshes."""
+    return max(minimum, num_vertices // 8)
 
 
 def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
@@ -79,9 +80,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     clock = time.perf_counter()
     prep = meshprep.prepare_mesh(vertices, faces)
     n = prep.normalized.shape[0]
-    k = int(num_traj) if num_traj else default_num_tokens(n)
-    if k < 1:
-        raise UserError(f"num_traj must be at least 1 (got {k}).")
+    if num_traj is not None and int(num_traj) < 1:
+        raise UserError(f"num_traj must be at least 1 (got {num_traj}).")
     timings["prepare"] = time.perf_counter() - clock
     checkpoint("prepare")
 
@@ -92,6 +92,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         model = load_model(Path(model), dev)
         timings["load"] = time.perf_counter() - clock
     cfg = model.config
+    k = int(num_traj) if num_traj else default_num_tokens(n, cfg.vae.num_traj)
     guidance = cfg.sampler.guidance if guidance is None else guidance
     steps = cfg.sampler.steps if steps is None else steps
     solver = solver or cfg.sampler.solver

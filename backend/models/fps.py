@@ -23,16 +23,23 @@ def farthest_point_sampling(features: torch.Tensor, k: int) -> torch.Tensor:
     picked = torch.full((k,), -1, dtype=torch.long, device=features.device)
     if n == 0 or k == 0:
         return picked
-    x = features.float().contiguous()
-    # Squared differences of near-identical rows fall into float32's denormal range, which x86
-    # processes ~50x slower. Scaling by a power of two is exact and keeps every comparison the
-    # same, so scale the features up as far as the sums of squares allow without overflow.
-    peak = float(x.abs().max())
-    if peak > 0:
-        exponent = math.floor(math.log2(math.sqrt(1e37 / x.shape[1]) / (2 * peak)))
-        if exponent > 0:
-            x = x * 2.0 ** exponent
+    x = denormal_safe(features.float().contiguous())
     return _fps_loop(x, k, picked)
+
+
+def denormal_safe(x: torch.Tensor) -> torch.Tensor:
+    """x scaled by the largest power of two that keeps sums of squared differences finite.
+
+    Squared differences of near-identical rows fall into float32's denormal range, which x86
+    processes ~50x slower. A power-of-two scale is exact and keeps every distance comparison
+    the same, so FPS picks the same rows, only faster.
+    """
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    if peak > 0 and math.isfinite(peak):
+        exponent = math.floor(math.log2(math.sqrt(1e37 / x.shape[-1]) / (2 * peak)))
+        if exponent > 0:
+            return x * 2.0 ** exponent
+    return x
 
 
 def _fps_loop(x: torch.Tensor, k: int, picked: torch.Tensor) -> torch.Tensor:

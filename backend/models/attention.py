@@ -59,18 +59,15 @@ def neighbour_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if edges.numel() == 0:
         return out
     recv, send = edges[:, 0], edges[:, 1]
-    logits = torch.empty(edges.shape[0], dtype=q.dtype, device=q.device)
-    for s in range(0, edges.shape[0], EDGE_BLOCK):
-        r, t = recv[s:s + EDGE_BLOCK], send[s:s + EDGE_BLOCK]
-        logits[s:s + EDGE_BLOCK] = (q[r] * k[t]).sum(-1)
-    logits.mul_(scale)
-    # Segment softmax: subtract each receiver's max for stability, normalise by its sum.
+    logits = torch.cat([(q[recv[s:s + EDGE_BLOCK]] * k[send[s:s + EDGE_BLOCK]]).sum(-1)
+                        for s in range(0, edges.shape[0], EDGE_BLOCK)]) * scale
+    # Segment softmax: subtract each receiver's max for stability (a constant per row, so no
+    # gradient flows through it), normalise by the receiver's sum.
     row_max = torch.full((n,), float("-inf"), dtype=q.dtype, device=q.device)
-    row_max.scatter_reduce_(0, recv, logits, reduce="amax", include_self=True)
+    row_max = row_max.scatter_reduce(0, recv, logits.detach(), reduce="amax", include_self=True)
     weights = torch.exp(logits - row_max[recv])
-    row_sum = torch.zeros(n, dtype=q.dtype, device=q.device).index_add_(0, recv, weights)
-    weights /= row_sum[recv]
+    row_sum = torch.zeros(n, dtype=q.dtype, device=q.device).index_add(0, recv, weights)
+    weights = weights / row_sum[recv]
     for s in range(0, edges.shape[0], EDGE_BLOCK):
-        r, t = recv[s:s + EDGE_BLOCK], send[s:s + EDGE_BLOCK]
-        out.index_add_(0, r, v[t] * weights[s:s + EDGE_BLOCK, None])
+        out.index_add_(0, recv[s:s + EDGE_BLOCK], v[send[s:s + EDGE_BLOCK]] * weights[s:s + EDGE_BLOCK, None])
     return out

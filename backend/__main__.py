@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", default=None)
     d.set_defaults(run=cmd_download)
 
-    sv = sub.add_parser("serve", help="run the backend server for the Blender add-on (protocol on stdin/stdout)")
+    from .server import add_arguments as server_arguments
+
+    sv = server_arguments(sub.add_parser(
+        "serve", help="run the backend server for the Blender add-on (protocol on stdin/stdout)"))
     sv.set_defaults(run=cmd_serve)
 
     m = sub.add_parser("models", help="list installed models")
@@ -191,9 +194,9 @@ def cmd_download(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .server import main as serve
+    from .server import run
 
-    return serve() or 0
+    return run(args) or 0
 
 
 def cmd_models(args) -> int:

@@ -1,0 +1,593 @@
+"""The add-on's side of the seam: start the backend process, keep it warm, run jobs, watch it.
+
+Runs inside Blender, so it uses the standard library and numpy only: no bpy here (the operators
+own Blender) and never torch (that lives in the backend's own interpreter).
+
+    client = BackendClient(python, backend_root, work_dir, log_path)
+    job = client.submit(vertices, faces, "a dragon flaps its wings", steps=32)
+    while job.state == "running":          # a modal timer calls poll() instead of looping
+        for message in job.poll(): ...     # progress, warning, result, error, cancelled
+    frames = job.result_frames()           # (T, N, 3) in the caller's vertex order
+
+A job never raises for a backend failure: it ends in state "error" with `error = (code,
+message)`. A dead or silent backend ends the job with code "backend_died"; the next submit
+starts a fresh process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("animateanymesh.backend_client")
+
+# The protocol this file was written against. The backend tree we launch must speak it too.
+CLIENT_PROTOCOL_VERSION = 1
+JOB_OPTIONS = ("model", "seed", "guidance", "steps", "num_traj", "device", "precision")
+FINAL_STATES = ("done", "error", "cancelled")
+STALE_JOB_FOLDER_S = 24 * 3600
+
+
+class BackendError(Exception):
+    """The backend cannot be used right now; `message` is a sentence with the fix."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Polygons:
+    """Mixed polygons without a Python list per face: corner indices and corners per face
+    (what Blender's `polygons.foreach_get("vertices"/"loop_total")` gives directly)."""
+
+    flat: np.ndarray
+    sizes: np.ndarray
+
+
+# ----------------------------------------------------------------------------- protocol module
+
+_PROTOCOLS: dict[str, object] = {}
+
+
+def load_protocol(backend_root: str | os.PathLike):
+    """The `protocol` module of the backend tree we are about to start, loaded by file path.
+
+    Why by path: the client must speak exactly the protocol of the backend it launches, and that
+    tree sits in different places: the repository's `backend/` next to this package during
+    development, the `backend/` sub-package inside the installed extension, or a folder set in
+    the preferences. A normal import would depend on sys.path (which an add-on must not change
+    inside Blender) or on one of those layouts. protocol.py is standard-library only, so running
+    it inside Blender is safe. It is registered in sys.modules under a private name derived from
+    its path, because dataclasses look a class's module up there while building it; the private
+    name never shadows a real package.
+    """
+    path = (Path(backend_root) / "backend" / "protocol.py").resolve()
+    cached = _PROTOCOLS.get(str(path))
+    if cached is not None:
+        return cached
+    if not path.is_file():
+        raise BackendError("backend_not_found", f"no backend found: {path} does not exist. Reinstall the "
+                           "extension, or fix the backend folder in the add-on preferences.")
+    name = "_animateanymesh_protocol_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise BackendError("backend_not_found", f"cannot read the backend protocol {path} ({exc}); "
+                           "reinstall the extension.") from None
+    if module.PROTOCOL_VERSION != CLIENT_PROTOCOL_VERSION:
+        raise BackendError("protocol_version", (
+            f"the backend in {backend_root} speaks protocol version {module.PROTOCOL_VERSION} but this "
+            f"add-on speaks {CLIENT_PROTOCOL_VERSION}: they come from different releases. Reinstall the "
+            "extension (or point the preferences at the backend that came with it)."))
+    _PROTOCOLS[str(path)] = module
+    return module
+
+
+# ----------------------------------------------------------------------------- mesh file
+
+def write_mesh_file(path: Path, vertices, faces) -> int:
+    """The request's .npz: vertices (N, 3) and faces as (M, k) ints, or faces_flat + face_sizes
+    for mixed polygons, or no faces (a point cloud). Returns N. Values are not judged here: the
+    backend validates them and answers with an error that names the problem."""
+    verts = np.asarray(vertices)
+    if verts.dtype.kind not in "fiu" or verts.ndim != 2 or verts.shape[1] != 3:
+        raise BackendError("bad_mesh", f"vertices must be an (N, 3) array of numbers, got shape "
+                           f"{verts.shape} of {verts.dtype}.")
+    if verts.dtype.kind != "f":
+        verts = verts.astype(np.float64)
+    arrays = {"vertices": verts}
+    if isinstance(faces, Polygons):
+        arrays["faces_flat"] = np.asarray(faces.flat, dtype=np.int64).reshape(-1)
+        arrays["face_sizes"] = np.asarray(faces.sizes, dtype=np.int64).reshape(-1)
+    elif isinstance(faces, np.ndarray) and faces.dtype != object:
+        arrays["faces"] = faces
+    elif faces is not None:
+        rows = [np.asarray(face).reshape(-1) for face in faces]
+        sizes = np.array([row.size for row in rows], dtype=np.int64)
+        if rows and np.all(sizes == sizes[0]):
+            arrays["faces"] = np.stack(rows)
+        elif rows:
+            arrays["faces_flat"] = np.concatenate(rows).astype(np.int64)
+            arrays["face_sizes"] = sizes
+    with open(path, "wb") as f:  # a file object: np.savez must not append its own suffix
+        np.savez(f, **arrays)
+    return int(verts.shape[0])
+
+
+# ----------------------------------------------------------------------------- one process
+
+class _Session:
+    """One backend process and what the client knows about it. A restart makes a new one, so a
+    late message from an old process can never reach a new job."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.ready = threading.Event()
+        self.info = None                      # the Ready message
+        self.failure: BackendError | None = None
+        self.last_seen = time.monotonic()
+        self.stopping = False                 # we asked it to stop: its exit is no failure
+        self.jobs: dict[str, "Job"] = {}
+        self.released = threading.Event()
+        self.freed = False                    # the answer to the last Release
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self.failure is None and self.proc.poll() is None
+
+
+class Job:
+    """One animate request. Its state changes only in poll() / wait(), on the caller's thread."""
+
+    def __init__(self, client: "BackendClient", session: _Session, job_id: str, folder: Path,
+                 num_vertices: int):
+        self.id = job_id
+        self.state = "running"
+        self.progress: tuple[str, int, int] = ("queued", 0, 0)
+        self.warnings: list[str] = []
+        self.error: tuple[str, str] | None = None
+        self.seed: int | None = None
+        self.seconds: float | None = None
+        self.num_vertices = num_vertices
+        self._client = client
+        self._session = session
+        self._folder = folder
+        self._inbox: queue.Queue = queue.Queue()
+        self._frames: np.ndarray | None = None
+        self._cancel_sent_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def poll(self) -> list:
+        """Apply and return the messages that arrived since the last call (never blocks)."""
+        self._client._check_health(self._session, self)
+        applied = []
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return applied
+            if self._apply(message):
+                applied.append(message)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the job ends or `timeout` seconds pass; returns the state (headless use)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.finished:
+            self.poll()
+            if self.finished:
+                break
+            pause = 0.2
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                pause = min(pause, left)
+            try:
+                self._apply(self._inbox.get(timeout=pause))
+            except queue.Empty:
+                pass
+        return self.state
+
+    def cancel(self) -> None:
+        """Ask the backend to stop this job; it ends as "cancelled" (or "done" if it won the race)."""
+        if self.finished or self._cancel_sent_at is not None:
+            return
+        self._cancel_sent_at = time.monotonic()
+        self._client._send(self._session, self._client.protocol.Cancel(id=self.id))
+
+    def result_frames(self) -> np.ndarray:
+        """(T, N, 3) float32 trajectories in the submitted vertex order."""
+        if self.state != "done":
+            reason = f": {self.error[1]}" if self.error else ""
+            raise BackendError("no_result", f"job {self.id} has no result (state {self.state}){reason}")
+        return self._frames
+
+    # ---- internals
+
+    def _apply(self, message) -> bool:
+        if self.finished:
+            return False  # e.g. a result that raced a watchdog verdict
+        kind = message.type
+        if kind == "progress":
+            self.progress = (message.stage, message.step, message.total)
+        elif kind == "warning":
+            self.warnings.append(message.message)
+        elif kind == "result":
+            self._take_result(message)
+        elif kind == "error":
+            self._finish("error", (message.code, message.message))
+        elif kind == "cancelled":
+            self._finish("cancelled")
+        return True
+
+    def _take_result(self, message) -> None:
+        try:
+            with np.load(message.out_path, allow_pickle=False) as archive:
+                frames = np.asarray(archive["frames"], dtype=np.float32)
+                seed = int(archive["seed"])
+        except Exception as exc:
+            self._finish("error", ("bad_result", f"the backend's result file could not be read ({exc}); "
+                                   "animate again."))
+            return
+        if frames.ndim != 3 or frames.shape[1:] != (self.num_vertices, 3):
+            self._finish("error", ("bad_result", f"the backend returned frames of shape {frames.shape} "
+                                   f"for a mesh of {self.num_vertices} vertices; animate again."))
+            return
+        self._frames, self.seed, self.seconds = frames, seed, message.seconds
+        self._finish("done")
+
+    def _finish(self, state: str, error: tuple[str, str] | None = None) -> None:
+        self.state = state
+        self.error = error
+        with self._session.lock:
+            self._session.jobs.pop(self.id, None)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class BackendClient:
+    """Owns the backend process: starts it on demand, keeps it warm, restarts it after a death."""
+
+    def __init__(self, python: str, backend_root: str, work_dir: str, log_path: str,
+                 env: dict | None = None, heartbeat_timeout: float = 20.0,
+                 start_timeout: float = 120.0, cancel_timeout: float = 15.0):
+        self.python = str(python)
+        self.backend_root = Path(backend_root)
+        self.work_dir = Path(work_dir)
+        self.log_path = Path(log_path)
+        self.extra_env = dict(env or {})
+        self.heartbeat_timeout = heartbeat_timeout
+        self.start_timeout = start_timeout
+        self.cancel_timeout = cancel_timeout
+        self.protocol = load_protocol(self.backend_root)
+        self.garbled_lines = 0
+        self._session: _Session | None = None
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._remove_stale_job_folders()
+
+    # ---- process lifecycle
+
+    @property
+    def pid(self) -> int | None:
+        return self._session.proc.pid if self._session else None
+
+    @property
+    def info(self):
+        """The backend's Ready message (versions, devices) once the handshake is done."""
+        return self._session.info if self._session else None
+
+    def is_alive(self) -> bool:
+        session = self._session
+        return session is not None and session.alive()
+
+    def start(self, wait: bool = True, timeout: float | None = None):
+        """Start the backend unless it runs; with wait, block until it answered hello (or raise
+        BackendError). Returns the Ready message when waiting."""
+        with self._lock:
+            session = self._session
+            if session is None or not session.alive():
+                if session is not None and session.failure and session.failure.code == "protocol_version":
+                    raise session.failure  # restarting the same mismatched backend cannot help
+                self._stop_session(session, polite=False)
+                session = self._session = self._spawn()
+        if not wait:
+            return None
+        return self._wait_ready(session, self.start_timeout if timeout is None else timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the backend and free all its memory ("Release memory"): ask, then terminate."""
+        with self._lock:
+            session, self._session = self._session, None
+        self._stop_session(session, polite=True, timeout=timeout)
+
+    def release_model(self, timeout: float = 30.0) -> bool:
+        """Drop the warm model but keep the process. True when a model was loaded and freed."""
+        session = self._session
+        if session is None or not session.alive():
+            return False
+        session.released.clear()
+        self._send(session, self.protocol.Release())
+        if not session.released.wait(timeout):
+            return False
+        return session.freed
+
+    def ping(self, timeout: float = 5.0) -> bool:
+        """True when the backend answers within `timeout` seconds."""
+        session = self._session
+        if session is None or not session.alive():
+            return False
+        sent = time.monotonic()
+        self._send(session, self.protocol.Ping())
+        while time.monotonic() - sent < timeout:
+            if session.last_seen >= sent:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # ---- jobs
+
+    def submit(self, vertices, faces, prompt: str, **options) -> Job:
+        """Send one animate request (starting the backend if needed) and return its Job at once.
+
+        faces: (M, k) int array, a list of polygons, a Polygons(flat, sizes), or None.
+        options: model, seed, guidance, steps, num_traj, device, precision.
+        """
+        unknown = sorted(set(options) - set(JOB_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown animate option(s) {', '.join(unknown)}; known: {', '.join(JOB_OPTIONS)}")
+        session = self._session
+        if session is None or not session.alive():
+            self.start(wait=False)  # non-blocking: the handshake completes while the job queues
+            session = self._session
+        job_id = uuid.uuid4().hex[:16]
+        folder = self.work_dir / "jobs" / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            num_vertices = write_mesh_file(folder / "mesh.npz", vertices, faces)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = Job(self, session, job_id, folder, num_vertices)
+        with session.lock:
+            session.jobs[job_id] = job
+            failure = session.failure
+        if failure is not None:
+            job._inbox.put(self._error_message(job_id, failure))
+            return job
+        request = self.protocol.AnimateRequest(id=job_id, mesh_path=str(folder / "mesh.npz"),
+                                               out_path=str(folder / "out.npz"), prompt=prompt,
+                                               **options)
+        self._send(session, request)
+        return job
+
+    # ---- internals
+
+    def _child_env(self) -> dict:
+        env = dict(os.environ)
+        # Blender's own interpreter settings must not leak into another Python installation.
+        for name in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE"):
+            env.pop(name, None)
+        extra = dict(self.extra_env)
+        paths = [str(self.backend_root)] + ([extra.pop("PYTHONPATH")] if extra.get("PYTHONPATH") else [])
+        env.update(extra)
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env["PYTHONIOENCODING"] = "utf-8"
+        return env
+
+    def _spawn(self) -> _Session:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [self.python, "-m", "backend.server", "--parent-pid", str(os.getpid())]
+        kwargs = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # no console window popping up
+        else:
+            kwargs["start_new_session"] = True  # Ctrl-C in Blender's terminal is not for the backend
+        with open(self.log_path, "ab") as log_file:  # the child keeps its own copy of the handle
+            log_file.write(f"\n==== backend start {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                           f"{' '.join(command)}\n".encode())
+            log_file.flush()
+            try:
+                proc = subprocess.Popen(command, cwd=self.backend_root, env=self._child_env(),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
+                                        **kwargs)
+            except OSError as exc:
+                raise BackendError("backend_not_set_up", (
+                    f"cannot start the backend with {self.python} ({exc.strerror or exc}). Open "
+                    "Preferences > Add-ons > AnimateAnyMesh and run Set up backend, or choose a "
+                    "Python interpreter that has torch installed.")) from None
+        session = _Session(proc)
+        threading.Thread(target=self._read_loop, args=(session,), name="aam-backend-reader",
+                         daemon=True).start()
+        self._send(session, self.protocol.Hello(client="animateanymesh_addon"))
+        log.info("started the backend (pid %d): %s", proc.pid, " ".join(command))
+        return session
+
+    def _wait_ready(self, session: _Session, timeout: float):
+        deadline = time.monotonic() + timeout
+        while not session.ready.wait(0.1):
+            self._check_health(session)
+            if session.failure is not None:
+                break
+            if time.monotonic() > deadline:
+                self._fail(session, BackendError("backend_not_ready", (
+                    f"the backend did not answer within {timeout:.0f} s of starting. Its log may say "
+                    f"why: {self.log_path}")))
+                self._stop_session(session, polite=False)
+                break
+        if session.failure is not None:
+            raise session.failure
+        return session.info
+
+    def _stop_session(self, session: _Session | None, polite: bool, timeout: float = 5.0) -> None:
+        if session is None:
+            return
+        session.stopping = True
+        proc = session.proc
+        if proc.poll() is None:
+            if polite:
+                self._send(session, self.protocol.Shutdown())
+            try:
+                proc.stdin.close()  # EOF is a shutdown request too
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout if polite else 0.5)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(2.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        with session.lock:
+            jobs = list(session.jobs.values())
+        for job in jobs:  # we stopped it: what was still running ends as cancelled
+            job._inbox.put(self.protocol.Cancelled(id=job.id))
+        # stdout is closed by the reader thread when it sees EOF: closing it here could block on
+        # the lock the reader holds inside readline().
+
+    def _send(self, session: _Session, message) -> None:
+        data = message.to_line().encode("utf-8")
+        with self._send_lock:
+            try:
+                session.proc.stdin.write(data)
+                session.proc.stdin.flush()
+            except (OSError, ValueError):  # broken pipe or closed: the process is gone
+                if not session.stopping:
+                    self._fail(session, self._died_error())
+
+    def _read_loop(self, session: _Session) -> None:
+        proto = self.protocol
+        stream = session.proc.stdout
+        while True:
+            try:
+                raw = stream.readline()
+            except (OSError, ValueError):
+                break
+            if not raw:
+                break
+            session.last_seen = time.monotonic()
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line:
+                continue
+            try:
+                message = proto.parse_line(line)
+            except proto.ProtocolVersionError as exc:
+                self._fail(session, BackendError("protocol_version", str(exc)))
+                continue
+            except proto.ProtocolError as exc:
+                self.garbled_lines += 1
+                log.warning("ignored a line from the backend that is not a protocol message: %s", exc)
+                continue
+            try:
+                self._dispatch(session, message)
+            except Exception:  # a surprise in one message must not kill the reader
+                log.exception("could not handle %r from the backend", message)
+        try:
+            stream.close()
+        except OSError:
+            pass
+        if not session.stopping:
+            self._fail(session, self._died_error())
+
+    def _dispatch(self, session: _Session, message) -> None:
+        kind = message.type
+        if kind == "heartbeat":
+            return
+        if kind == "ready":
+            session.info = message
+            session.ready.set()
+            return
+        if kind == "released":
+            session.freed = message.freed
+            session.released.set()
+            return
+        job_id = getattr(message, "id", "")
+        if not job_id:
+            if kind == "error" and not session.ready.is_set():
+                # Before the handshake an id-less error means the backend cannot work at all.
+                self._fail(session, BackendError(message.code, message.message))
+            else:
+                log.warning("backend says: %s", getattr(message, "message", message))
+            return
+        with session.lock:
+            job = session.jobs.get(job_id)
+        if job is None:
+            log.debug("message for unknown job %s ignored: %s", job_id, kind)
+            return
+        job._inbox.put(message)
+
+    def _check_health(self, session: _Session, job: Job | None = None) -> None:
+        """The watchdog, run from poll() / wait(): a dead, silent or cancel-deaf backend fails."""
+        if session.failure is not None or session.stopping:
+            return
+        if session.proc.poll() is not None:
+            self._fail(session, self._died_error())
+        elif time.monotonic() - session.last_seen > self.heartbeat_timeout:
+            log.error("no message from the backend for %.0f s: stopping it", self.heartbeat_timeout)
+            self._fail(session, BackendError("backend_died", (
+                f"the backend stopped answering (nothing for {self.heartbeat_timeout:.0f} s) and was "
+                f"stopped; it will restart on the next Animate. Log: {self.log_path}")))
+            self._stop_session(session, polite=False)
+        elif (job is not None and job._cancel_sent_at is not None and not job.finished
+              and time.monotonic() - job._cancel_sent_at > self.cancel_timeout):
+            # Cancel must work even when the backend is stuck in something uninterruptible
+            # (loading a large model): stop the process; the next Animate starts a fresh one.
+            log.warning("job %s ignored cancel for %.0f s: stopping the backend", job.id, self.cancel_timeout)
+            with self._lock:
+                if self._session is session:
+                    self._session = None
+            self._stop_session(session, polite=False)
+
+    def _died_error(self) -> BackendError:
+        return BackendError("backend_died", "the backend stopped unexpectedly; it will restart on the "
+                            f"next Animate. Log: {self.log_path}")
+
+    def _error_message(self, job_id: str, error: BackendError):
+        return self.protocol.Error(id=job_id, code=error.code, message=error.message)
+
+    def _fail(self, session: _Session, error: BackendError) -> None:
+        with session.lock:
+            if session.failure is not None:
+                return
+            session.failure = error
+            jobs = list(session.jobs.values())
+        log.error("backend failure (%s): %s", error.code, error.message)
+        session.ready.set()  # wake a waiting start()
+        for job in jobs:
+            job._inbox.put(self._error_message(job.id, error))
+
+    def _remove_stale_job_folders(self) -> None:
+        """Job folders left by a crashed session; young ones may belong to another Blender."""
+        root = self.work_dir / "jobs"
+        if not root.is_dir():
+            return
+        cutoff = time.time() - STALE_JOB_FOLDER_S
+        for folder in root.iterdir():
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass

@@ -1,0 +1,484 @@
+"""The backend process: one warm model, one job at a time, typed messages over pipes.
+
+    python -m backend.server [--cache DIR] [--parent-pid PID]
+
+Channels: requests arrive on stdin; protocol lines leave on the process's *original* stdout and
+nothing else ever reaches it, because at startup fd 1 and sys.stdout are pointed at stderr (a
+stray print, a progress bar or a C library writing to fd 1 lands in the log instead of
+corrupting the channel). stderr is the log; the client redirects it to a file.
+
+Threads:
+    reader     parses requests; answers hello and ping itself, queues animate and release,
+               flags cancel and shutdown. EOF on stdin means the client is gone: stop.
+    heartbeat  one Heartbeat a second (so the client can tell a dead or hung backend), and
+               watches the parent process: when it dies we stop, so no orphan outlives Blender.
+    main       runs the queued work in order and survives every job failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from . import protocol as proto
+from .errors import MeshError, UserError
+
+log = logging.getLogger("animateanymesh.server")
+
+HEARTBEAT_INTERVAL_S = 1.0
+# After a stop request, the running job has this long to notice its cancel flag (the sampler
+# checks it between evaluations; model loading cannot be interrupted) before we exit anyway.
+STOP_GRACE_S = 10.0
+GPU_OOM_MESSAGE = "out of GPU memory: lower Tokens (num_traj) or use the CPU."
+RAM_OOM_MESSAGE = ("out of memory: lower Tokens (num_traj), animate a smaller mesh, or close "
+                   "other programs.")
+
+
+# ----------------------------------------------------------------------------- the channel
+
+def claim_protocol_channel():
+    """Reserve the real stdout for protocol lines; route everything else that writes to fd 1
+    (print, tqdm, C libraries) to stderr. Returns a binary file on the reserved descriptor."""
+    sys.stdout.flush()
+    reserved = os.dup(1)  # os.dup makes it non-inheritable: child processes never see it
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(reserved, "wb")
+
+
+class Channel:
+    """Thread-safe writer of whole protocol lines. A failed write means the client is gone."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message: proto.Message) -> bool:
+        data = message.to_line().encode("utf-8")
+        with self._lock:
+            if self.broken:
+                return False
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):  # broken pipe, closed file
+                self.broken = True
+                return False
+        return True
+
+
+# ----------------------------------------------------------------------------- request files
+
+def read_mesh_file(path: str | os.PathLike):
+    """The mesh of an animate request: (vertices, faces) as `pipeline.animate` takes them.
+
+    faces: `faces` (M, k) ints, or `faces_flat` + `face_sizes` for mixed polygons (turned into
+    one -1 padded (M, max k) array, which the mesh code reads as polygons), or none at all (a
+    point cloud).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"the mesh file {p} of this request does not exist; the add-on's work "
+                        "folder was removed while the job was queued. Animate again.", code="bad_request")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as exc:  # truncated zip, foreign file, pickled objects
+        raise MeshError(f"cannot read the mesh file {p.name} ({type(exc).__name__}: {exc}); "
+                        "animate again.") from None
+    if "vertices" not in arrays:
+        raise MeshError(f"the mesh file {p.name} has no 'vertices' array (found: "
+                        f"{', '.join(sorted(arrays)) or 'nothing'}).")
+    if "faces_flat" in arrays or "face_sizes" in arrays:
+        return arrays["vertices"], padded_polygons(arrays.get("faces_flat"), arrays.get("face_sizes"))
+    return arrays["vertices"], arrays.get("faces")
+
+
+def padded_polygons(flat, sizes) -> np.ndarray:
+    """faces_flat + face_sizes -> (M, max size) int64 with -1 after each polygon's corners."""
+    if flat is None or sizes is None:
+        raise MeshError("mixed polygons need both 'faces_flat' and 'face_sizes' in the mesh file.")
+    flat = np.asarray(flat).reshape(-1)
+    sizes = np.asarray(sizes).reshape(-1)
+    if flat.dtype.kind not in "iu" or sizes.dtype.kind not in "iu":
+        raise MeshError("faces_flat and face_sizes must be integer arrays (0-based vertex indices).")
+    if sizes.size == 0:
+        return np.zeros((0, 3), np.int64)
+    if np.any(sizes < 3):
+        first = int(np.flatnonzero(sizes < 3)[0])
+        raise MeshError(f"face {first} has only {int(sizes[first])} vertices; every polygon needs at "
+                        "least 3. Fix: delete loose edges/points stored as faces.")
+    if int(sizes.sum()) != flat.size:
+        raise MeshError(f"face_sizes add up to {int(sizes.sum())} corners but faces_flat holds "
+                        f"{flat.size}; the mesh file is inconsistent.")
+    if np.any(flat < 0):
+        # -1 is padding in the array we build; a negative index here must not hide as padding.
+        raise MeshError(f"faces_flat holds negative vertex index {int(flat.min())}; indices are 0-based.")
+    width = int(sizes.max())
+    out = np.full((sizes.size, width), -1, dtype=np.int64)
+    out[np.arange(width)[None, :] < sizes[:, None]] = flat  # row-major: each polygon in order
+    return out
+
+
+def checked_out_path(path: str) -> Path:
+    if not path:
+        raise UserError("the request names no out_path for the result.", code="bad_request")
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise UserError(f"the result folder {out.parent} does not exist; animate again.", code="bad_request")
+    return out
+
+
+def write_result_file(out: Path, frames: np.ndarray, seed: int) -> None:
+    """frames (T, N, 3) float32 + seed, written whole or not at all (temp file + rename)."""
+    partial = out.with_name(out.name + ".part")
+    with open(partial, "wb") as f:  # a file object: np.savez must not append its own suffix
+        np.savez(f, frames=np.ascontiguousarray(frames, dtype=np.float32), seed=np.int64(seed))
+    os.replace(partial, out)
+
+
+# ----------------------------------------------------------------------------- warm model
+
+class ModelCache:
+    """The one loaded model, kept between requests; another model or device replaces it."""
+
+    def __init__(self):
+        self.key = None
+        self.model = None
+
+    def get(self, name: str, device, cache: str | None, progress):
+        from .checkpoints import load_model
+        from .model_manager import resolve_model
+
+        directory = resolve_model(name, cache).resolve()
+        key = (str(directory), str(device), _directory_stamp(directory))
+        if key == self.key:
+            return self.model
+        self.release()  # two models at once may not fit: free the old one first
+        progress("load", 0, 1)
+        self.model = load_model(directory, device)
+        self.key = key
+        progress("load", 1, 1)
+        log.info("loaded model %s on %s", directory, device)
+        return self.model
+
+    def release(self) -> bool:
+        had = self.model is not None
+        self.model = None
+        self.key = None
+        free_memory()
+        return had
+
+
+def _directory_stamp(directory: Path) -> int:
+    """Newest modification time in the model folder, so re-importing into it reloads."""
+    return max((p.stat().st_mtime_ns for p in directory.iterdir() if p.is_file()), default=0)
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def available_devices() -> list[str]:
+    import torch
+
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def classify_failure(exc: BaseException) -> tuple[str, str]:
+    """(code, one-line message) for an exception that is not a UserError."""
+    import torch
+
+    text = str(exc)
+    gpu_oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    if (gpu_oom and isinstance(exc, gpu_oom)) or "CUDA out of memory" in text:
+        return "out_of_memory", GPU_OOM_MESSAGE
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        return "out_of_memory", RAM_OOM_MESSAGE
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    summary = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return "internal", f"internal error in the backend ({summary}); the details are in the backend log."
+
+
+# ----------------------------------------------------------------------------- the server
+
+class Server:
+    def __init__(self, channel: Channel, *, cache: str | None = None, parent_pid: int | None = None,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL_S, stop_grace: float = STOP_GRACE_S):
+        self.channel = channel
+        self.cache = cache
+        # The parent we were started by; if getppid() changes we were orphaned. --parent-pid
+        # names the client when a launcher (a venv shim, `uv run`) sits in between.
+        self.original_ppid = os.getppid()
+        self.client_pid = parent_pid
+        self.heartbeat_interval = heartbeat_interval
+        self.stop_grace = stop_grace
+        self.models = ModelCache()
+        self.work: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.stop_reason = ""
+        self._stop_time = 0.0
+        self._lock = threading.Lock()          # guards the job bookkeeping below
+        self.current_id: str | None = None
+        self.cancel_flag = threading.Event()
+        self.queued_ids: set[str] = set()
+        self.cancelled_ids: set[str] = set()
+
+    # ---- lifecycle
+
+    def start_heartbeat(self) -> None:
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+
+    def serve(self, stdin=None) -> int:
+        """Run until shutdown, EOF on stdin, a broken channel or the parent's death."""
+        stdin = stdin if stdin is not None else sys.stdin.buffer
+        threading.Thread(target=self._read_loop, args=(stdin,), name="reader", daemon=True).start()
+        while True:
+            item = self.work.get()
+            if item is None:
+                break
+            if isinstance(item, proto.Release):
+                self.channel.send(proto.Released(freed=self.models.release()))
+                continue
+            self.run_job(item)
+        self.models.release()
+        log.info("backend stopped: %s", self.stop_reason)
+        return 0
+
+    def request_stop(self, reason: str) -> None:
+        with self._lock:
+            if self.stopping.is_set():
+                return
+            self.stop_reason = reason
+            self._stop_time = time.monotonic()
+            self.stopping.set()
+            self.cancel_flag.set()  # the running job stops at its next check
+        log.info("stopping: %s", reason)
+        self.work.put(None)
+
+    def _parent_gone(self) -> bool:
+        if os.name == "nt":
+            # Windows does not re-parent orphans, and os.kill(pid, 0) would *terminate* the pid
+            # there; EOF on stdin (the pipe closes when Blender dies) covers Windows.
+            return False
+        if os.getppid() != self.original_ppid:
+            return True
+        if self.client_pid:
+            try:
+                os.kill(self.client_pid, 0)  # signal 0: only asks whether the pid exists
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return False
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            time.sleep(self.heartbeat_interval)
+            if self.stopping.is_set():
+                if time.monotonic() - self._stop_time > self.stop_grace:
+                    log.warning("the running job did not stop within %.0f s; exiting now", self.stop_grace)
+                    logging.shutdown()
+                    os._exit(0)
+                continue
+            if self._parent_gone():
+                self.request_stop("the parent process exited")
+            elif not self.channel.send(proto.Heartbeat(busy=self.current_id is not None)):
+                self.request_stop("the client closed the protocol channel")
+
+    # ---- requests
+
+    def _read_loop(self, stdin) -> None:
+        for raw in iter(stdin.readline, b""):
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line:
+                continue
+            try:
+                message = proto.parse_line(line)
+            except proto.ProtocolVersionError as exc:
+                log.error("%s", exc)
+                self.channel.send(proto.Error(code="protocol_version", message=str(exc)))
+                continue
+            except proto.ProtocolError as exc:
+                log.warning("ignored a malformed request: %s", exc)
+                self.channel.send(proto.Error(code="bad_message", message=str(exc)))
+                continue
+            self.handle(message)
+            if self.stopping.is_set():
+                return
+        self.request_stop("stdin closed (the client is gone)")
+
+    def handle(self, message: proto.Message) -> None:
+        if isinstance(message, proto.Hello):
+            import torch
+
+            log.info("hello from %s", message.client or "a client")
+            self.channel.send(proto.Ready(backend_version=__version__, torch_version=torch.__version__,
+                                          devices=available_devices()))
+        elif isinstance(message, proto.Ping):
+            self.channel.send(proto.Heartbeat(busy=self.current_id is not None))
+        elif isinstance(message, proto.AnimateRequest):
+            if not message.id:
+                self.channel.send(proto.Error(code="bad_request", message="an animate request needs an id."))
+                return
+            with self._lock:
+                self.queued_ids.add(message.id)
+            self.work.put(message)
+        elif isinstance(message, proto.Cancel):
+            with self._lock:
+                if message.id and message.id == self.current_id:
+                    self.cancel_flag.set()
+                elif message.id in self.queued_ids:
+                    self.cancelled_ids.add(message.id)
+                else:
+                    log.info("cancel for %r: no such job (already finished?)", message.id)
+        elif isinstance(message, proto.Release):
+            self.work.put(message)  # in order, between jobs: never under a running job
+        elif isinstance(message, proto.Shutdown):
+            self.request_stop("shutdown requested")
+        else:
+            log.warning("ignored a %s message: it only travels from the backend to the client", message.type)
+
+    # ---- jobs
+
+    def run_job(self, request: proto.AnimateRequest) -> None:
+        with self._lock:
+            self.queued_ids.discard(request.id)
+            self.current_id = request.id
+            self.cancel_flag.clear()
+            if request.id in self.cancelled_ids or self.stopping.is_set():
+                self.cancelled_ids.discard(request.id)
+                self.cancel_flag.set()
+        from .sampling import Cancelled
+
+        clock = time.perf_counter()
+        try:
+            if self.cancel_flag.is_set():
+                raise Cancelled("cancelled before it started")
+            reply = self.animate(request)
+        except Cancelled:
+            log.info("job %s cancelled after %.1f s", request.id, time.perf_counter() - clock)
+            reply = proto.Cancelled(id=request.id)
+        except UserError as exc:
+            log.info("job %s: %s (%s)", request.id, exc, exc.code)
+            reply = proto.Error(id=request.id, code=exc.code, message=str(exc))
+        except Exception as exc:  # a bug or an exhausted device: report it and keep serving
+            log.error("job %s failed:\n%s", request.id, traceback.format_exc())
+            code, text = classify_failure(exc)
+            if code == "out_of_memory":
+                free_memory()
+            reply = proto.Error(id=request.id, code=code, message=text)
+        finally:
+            with self._lock:
+                self.current_id = None
+                self.cancel_flag.clear()
+        self.channel.send(reply)
+
+    def animate(self, request: proto.AnimateRequest) -> proto.Result:
+        from .mesh import validate_mesh
+        from .models.text import check_prompt
+        from .pipeline import animate, pick_device
+        from .sampling import Cancelled
+
+        clock = time.perf_counter()
+        job_id = request.id
+
+        def progress(stage: str, done: int, total: int) -> None:
+            self.channel.send(proto.Progress(id=job_id, stage=stage, step=int(done), total=int(total)))
+
+        def cancelled() -> bool:
+            return self.cancel_flag.is_set()
+
+        # Cheap checks first: a bad prompt or mesh should not wait for a model to load.
+        check_prompt(request.prompt, None)
+        vertices, faces = read_mesh_file(request.mesh_path)
+        validate_mesh(vertices, faces)
+        out = checked_out_path(request.out_path)
+        device = pick_device(request.device)
+        model = self.models.get(request.model, device, self.cache, progress)
+        if cancelled():
+            raise Cancelled("cancelled while the model loaded")
+        result = animate(vertices, faces, request.prompt, model=model, seed=request.seed,
+                         guidance=request.guidance, steps=request.steps, num_traj=request.num_traj,
+                         device=str(device), precision=request.precision, progress=progress,
+                         cancel=cancelled)
+        for text in result.warnings:
+            self.channel.send(proto.Warning(id=job_id, message=text))
+        progress("write", 0, 1)
+        write_result_file(out, result.frames, result.seed)
+        progress("write", 1, 1)
+        seconds = time.perf_counter() - clock
+        log.info("job %s: %d frames x %d vertices in %.2f s (%s)", job_id, result.frames.shape[0],
+                 result.frames.shape[1], seconds,
+                 ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
+        return proto.Result(id=job_id, out_path=str(out), seed=int(result.seed),
+                            frames=int(result.frames.shape[0]), vertices=int(result.frames.shape[1]),
+                            seconds=round(seconds, 3))
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--cache", default=None,
+                        help="model cache folder (default $ANIMATEANYMESH_HOME or ~/.cache/animateanymesh)")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="exit when this process (the client) is gone")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until told to stop. Used by `python -m backend.server` (and a `serve` subcommand)."""
+    channel = Channel(claim_protocol_channel())
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s [server %(process)d] %(message)s")
+    server = Server(channel, cache=args.cache, parent_pid=args.parent_pid)
+    # Heartbeats start before the slow torch import so the client can tell "starting" from "dead".
+    server.start_heartbeat()
+    try:
+        import torch
+
+        torch.set_flush_denormal(True)  # denormals slow CPU matmuls by orders of magnitude
+        from . import pipeline  # noqa: F401 - pay the import cost before the first request
+    except Exception as exc:
+        log.error("cannot import the backend's libraries:\n%s", traceback.format_exc())
+        channel.send(proto.Error(code="backend_broken", message=(
+            f"the backend's Python environment is broken ({type(exc).__name__}: {exc}); "
+            "run Set up backend in the add-on preferences again.")))
+        return 1
+    log.info("backend %s ready (torch %s, pid %d)", __version__, torch.__version__, os.getpid())
+    try:
+        return server.serve()
+    except KeyboardInterrupt:  # only when run by hand in a terminal; the client starts it detached
+        log.info("interrupted")
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(
+        prog="python -m backend.server", description="AnimateAnyMesh backend process (speaks the "
+        "line protocol of backend/protocol.py on stdin/stdout; logs to stderr)"))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Errors raised while reading or building training data.
+
+Both are `backend.errors.UserError`s: a bad dataset file is the user's input, so the CLI prints one
+sentence (what is wrong, how to fix it) instead of a traceback.
+"""
+
+from backend.errors import UserError
+
+
+class DatasetError(UserError):
+    """A dataset file or sample that cannot be used (truncated, wrong shapes, bad indices...)."""
+
+    code = "bad_dataset"
+
+
+class UnsafePickleError(DatasetError):
+    """A pickled dataset file asked for something other than plain data and numpy arrays.
+
+    Raised before anything it names is looked up, so the file's code never runs.
+    """
+
+    code = "unsafe_dataset_file"

@@ -33,6 +33,10 @@ class VAEConfig:
     T: int = 16
     num_traj: int = 512
     n_layers: int = 1  # neighbour-attention layers
+    # What farthest point sampling measures distances on to choose the tokens: "features"
+    # (post-neighbour vertex features, as the official model) or "positions" (frame-0 xyz:
+    # 30-40x cheaper, used by our small models trained on CPU).
+    token_sampling: str = "features"
 
 
 @dataclass

@@ -125,7 +125,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             if idx.numel() != k:
                 raise UserError(f"token_indices has {idx.numel()} entries but num_traj is {k}.")
         else:
-            idx = sample_token_indices(pc0_embed[0, :n].float(), n, k, generator,
+            space = model.vae.sampling_space(rest_d, pc0_embed)
+            idx = sample_token_indices(space[0, :n].float(), n, k, generator,
                                        cfg.compat.replace_index_zero)
         frames_in = rest_d.unsqueeze(1).expand(1, cfg.vae.T, -1, -1)  # a static clip
         enc = model.vae.encode(frames_in, edges_d, idx.to(dev)[None],

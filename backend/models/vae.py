@@ -202,7 +202,7 @@ class Encoded:
             eps = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype).to(self.mean.device)
         return torch.cat([self.x0, self.mean + std * eps], dim=-1)
 
-    def mode(self):
+    def mode(self) -> torch.Tensor:
         return torch.cat([self.x0, self.mean], dim=-1)
 
     def kl(self):
@@ -242,6 +242,14 @@ class DyMeshVAE(nn.Module):
         for layer in self.neighbor_layers:
             x = x + layer(x, edges)
         return x.reshape(b, n, -1)
+
+    def sampling_space(self, rest: torch.Tensor, pc0_embed: torch.Tensor) -> torch.Tensor:
+        """What farthest point sampling runs on to pick the token vertices (see VAEConfig)."""
+        if self.config.token_sampling == "positions":
+            return rest
+        if self.config.token_sampling == "features":
+            return pc0_embed
+        raise ValueError(f"unknown token_sampling '{self.config.token_sampling}' (features, positions)")
 
     def trajectory_features(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (B, T, N, 3) -> per-vertex trajectory embedding (B, N, dim)."""

@@ -1,0 +1,228 @@
+"""`python -m backend eval`: how well a model reconstructs and follows text, on held-out data.
+
+Per held-out clip (unseen mesh, caption from a held-out paraphrase) we report
+* VAE reconstruction error: mean per-vertex L2 as % of the frame-0 bounding-box diagonal;
+* text-motion alignment: a motion-family classifier, trained on the ground-truth clips, labels
+  the generated clip; top-1 accuracy per family, beside two baselines (no motion; the motion of
+  a random family);
+* generated / ground-truth motion amplitude and jerk (third time difference);
+* edge-length distortion of the generated clip (mean |l_t / l_0 - 1|).
+Every metric is computed in the mesh's normalised frame (frame-0 box centre and size).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import mesh as meshprep
+from .checkpoints import load_model
+from .pipeline import animate, default_num_tokens
+
+
+# ----------------------------------------------------------------------------- motion metrics (pure numpy)
+
+def bbox_diagonal(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points.max(0) - points.min(0)))
+
+
+def amplitude(frames: np.ndarray) -> float:
+    """Mean distance of the vertices from their frame-0 positions over all frames."""
+    return float(np.linalg.norm(frames - frames[:1], axis=-1).mean())
+
+
+def jerk(frames: np.ndarray) -> float:
+    """Mean magnitude of the third time difference of vertex positions."""
+    return float(np.linalg.norm(np.diff(frames, n=3, axis=0), axis=-1).mean())
+
+
+def edge_distortion(frames: np.ndarray, edges: np.ndarray) -> float:
+    """Mean |l_t / l_0 - 1| over undirected edges and frames."""
+    if len(edges) == 0:
+        return 0.0
+    e = edges[edges[:, 0] < edges[:, 1]]
+    lengths = np.linalg.norm(frames[:, e[:, 0]] - frames[:, e[:, 1]], axis=-1)
+    rest = np.maximum(lengths[:1], 1e-12)
+    return float(np.abs(lengths / rest - 1).mean())
+
+
+def normalised(frames: np.ndarray, center, denom) -> np.ndarray:
+    return ((frames - center) / denom).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the family classifier
+
+class MotionClassifier(nn.Module):
+    """A small PointNet over vertices: (rest xyz, per-frame offsets) -> family logits.
+
+    Mean and max pooling make it independent of vertex count and order, so it reads any mesh.
+    """
+
+    def __init__(self, frames: int, families: int, width: int = 128):
+        super().__init__()
+        self.point = nn.Sequential(nn.Linear(3 + 3 * frames, width), nn.GELU(), nn.Linear(width, width), nn.GELU())
+        self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, families))
+
+    def forward(self, clips: list[torch.Tensor]) -> torch.Tensor:
+        pooled = []
+        for clip in clips:  # (T, N, 3), normalised
+            offsets = (clip - clip[:1]).permute(1, 0, 2).flatten(1)
+            h = self.point(torch.cat([clip[0], offsets * 10.0], dim=-1))
+            pooled.append(torch.cat([h.mean(0), h.max(0).values]))
+        return self.head(torch.stack(pooled))
+
+
+def subsample(clip: np.ndarray, rng: np.random.Generator, n: int = 512) -> torch.Tensor:
+    if clip.shape[1] > n:
+        clip = clip[:, np.sort(rng.choice(clip.shape[1], n, replace=False))]
+    return torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+
+
+def train_classifier(clips, labels, families: int, seed: int = 0, steps: int = 600) -> MotionClassifier:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = MotionClassifier(clips[0].shape[0], families)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    y = torch.tensor(labels)
+    for step in range(steps):
+        pick = rng.choice(len(clips), min(32, len(clips)), replace=False)
+        batch = [subsample(clips[i], rng, 256) for i in pick]
+        loss = nn.functional.cross_entropy(model(batch), y[pick])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def classify(model: MotionClassifier, clips, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.array([int(model([subsample(c, rng)]).argmax()) for c in clips])
+
+
+# ----------------------------------------------------------------------------- the evaluation
+
+@dataclass
+class Report:
+    model: str
+    n_samples: int
+    recon_mean_pct: float
+    recon_p99_pct: float
+    accuracy: float
+    accuracy_no_motion: float
+    accuracy_random_family: float
+    classifier_cv_accuracy: float
+    amplitude_ratio: float
+    jerk_ratio: float
+    edge_distortion_pct: float
+    edge_distortion_gt_pct: float
+    per_family: dict = field(default_factory=dict)
+
+
+def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: int = 0,
+             steps: int | None = None) -> Report:
+    from .data.shards import iter_dataset
+
+    model = load_model(model_dir)
+    samples = list(iter_dataset(Path(data_dir)))
+    if limit:
+        samples = samples[:limit]
+    families = sorted({s.family for s in samples if s.family})
+    label = {f: i for i, f in enumerate(families)}
+    rng = np.random.default_rng(seed)
+
+    gt, gen, recon_errors, edges_all = [], [], [], []
+    for i, s in enumerate(samples):
+        center, denom = meshprep.normalize(s.frames[0].astype(np.float32))
+        gt_n = normalised(s.frames, center, denom)
+        recon_errors.append(reconstruction_error(model, gt_n, s.faces, seed))
+        caption = s.captions[int(rng.integers(len(s.captions)))]
+        result = animate(s.frames[0], s.faces, caption, model=model, seed=seed + i, steps=steps)
+        gt.append(gt_n)
+        gen.append(normalised(result.frames, center, denom))
+        edges_all.append(meshprep.adjacency_edges(np.asarray(s.faces).reshape(-1, 3), s.frames.shape[1]))
+        print(f"[eval] {i + 1}/{len(samples)} {s.family}: '{caption}'", file=sys.stderr, flush=True)
+
+    labels = np.array([label[s.family] for s in samples])
+    classifier = train_classifier(gt, labels, len(families), seed)
+    predicted = classify(classifier, gen, seed)
+    static = [np.repeat(g[:1], g.shape[0], axis=0) for g in gt]
+    random_other = [gt[int(rng.integers(len(gt)))] for _ in gt]
+    errors = np.concatenate(recon_errors)
+    per_family = {}
+    for f in families:
+        idx = labels == label[f]
+        per_family[f] = {"n": int(idx.sum()), "accuracy": float((predicted[idx] == labels[idx]).mean()),
+                         "amplitude_ratio": _ratio([amplitude(gen[i]) for i in np.where(idx)[0]],
+                                                   [amplitude(gt[i]) for i in np.where(idx)[0]])}
+    return Report(
+        model=str(model_dir), n_samples=len(samples),
+        recon_mean_pct=float(errors.mean()), recon_p99_pct=float(np.percentile(errors, 99)),
+        accuracy=float((predicted == labels).mean()),
+        accuracy_no_motion=float((classify(classifier, static, seed) == labels).mean()),
+        accuracy_random_family=float((classify(classifier, random_other, seed) == labels).mean()),
+        classifier_cv_accuracy=cross_validated_accuracy(gt, labels, len(families), seed),
+        amplitude_ratio=_ratio([amplitude(g) for g in gen], [amplitude(g) for g in gt]),
+        jerk_ratio=_ratio([jerk(g) for g in gen], [jerk(g) for g in gt]),
+        edge_distortion_pct=100 * float(np.mean([edge_distortion(g, e) for g, e in zip(gen, edges_all)])),
+        edge_distortion_gt_pct=100 * float(np.mean([edge_distortion(g, e) for g, e in zip(gt, edges_all)])),
+        per_family=per_family)
+
+
+def _ratio(a, b) -> float:
+    return float(np.mean(a) / max(np.mean(b), 1e-12))
+
+
+@torch.no_grad()
+def reconstruction_error(model, frames_n: np.ndarray, faces, seed: int) -> np.ndarray:
+    """Per-vertex, per-frame L2 error of encode -> decode, in % of the frame-0 box diagonal."""
+    from .models.fps import sample_token_indices
+
+    vae = model.vae
+    rest = torch.from_numpy(frames_n[0])[None]
+    edges = torch.from_numpy(meshprep.adjacency_edges(np.asarray(faces).reshape(-1, 3), frames_n.shape[1]))
+    feats = vae.vertex_features(rest, edges)
+    n = frames_n.shape[1]
+    k = default_num_tokens(n, vae.config.num_traj)
+    idx = sample_token_indices(vae.sampling_space(rest, feats)[0], n, k, torch.Generator().manual_seed(seed),
+                               model.config.compat.replace_index_zero)
+    enc = vae.encode(torch.from_numpy(frames_n)[None], edges, idx[None], pc0_embed=feats)
+    recon = vae.decode(enc.mode(), feats, rest)[0].numpy()
+    err = np.linalg.norm(recon - frames_n, axis=-1)
+    return 100 * err.ravel() / bbox_diagonal(frames_n[0])
+
+
+def cross_validated_accuracy(clips, labels, families: int, seed: int, folds: int = 4) -> float:
+    """How reliable the judge is: its accuracy on ground-truth clips it did not train on."""
+    order = np.random.default_rng(seed).permutation(len(clips))
+    correct = 0
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        clf = train_classifier([clips[i] for i in train], labels[train], families, seed)
+        correct += int((classify(clf, [clips[i] for i in test], seed) == labels[test]).sum())
+    return correct / len(clips)
+
+
+def format_report(r: Report) -> str:
+    lines = [f"model: {r.model}   held-out samples: {r.n_samples}", "",
+             "| metric | value | target |", "|---|---:|---|",
+             f"| VAE reconstruction error, mean (% of bbox diagonal) | {r.recon_mean_pct:.3f} | <= 1 |",
+             f"| VAE reconstruction error, 99th percentile (%) | {r.recon_p99_pct:.3f} | |",
+             f"| text-motion top-1 accuracy | {100 * r.accuracy:.1f}% | >= 80% |",
+             f"| baseline: no motion | {100 * r.accuracy_no_motion:.1f}% | |",
+             f"| baseline: a random family's motion | {100 * r.accuracy_random_family:.1f}% | |",
+             f"| judge accuracy on unseen ground truth (4-fold) | {100 * r.classifier_cv_accuracy:.1f}% | |",
+             f"| motion amplitude, generated / ground truth | {r.amplitude_ratio:.2f}x | 0.5x - 2x |",
+             f"| jerk, generated / ground truth | {r.jerk_ratio:.2f}x | <= 1.5x |",
+             f"| edge-length distortion (generated) | {r.edge_distortion_pct:.2f}% | <= 3% |",
+             f"| edge-length distortion (ground truth) | {r.edge_distortion_gt_pct:.2f}% | |",
+             "", "| family | n | top-1 | amplitude ratio |", "|---|---:|---:|---:|"]
+    for f, row in r.per_family.items():
+        lines.append(f"| {f} | {row['n']} | {100 * row['accuracy']:.0f}% | {row['amplitude_ratio']:.2f}x |")
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""`python -m backend train stats` and `train flow`: latent statistics, then the text-to-motion model.
+
+Every clip is encoded once by the trained VAE (shape half x0, trajectory posterior mean and
+log-variance). The flow model learns the rectified-flow velocity data - noise on the trajectory
+half, with the shape half clamped to the data as the sampler does at inference, conditioned on
+a caption encoded by the offline MiniLM encoder (cached), dropped 10% of the time for guidance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, SamplerDefaults,
+                      TextEncoderConfig)
+from ..models.flow import DyMeshMMDiT
+from .batching import batched_token_indices, collate
+from .data import load_prepared
+from .loop import OptimConfig, Trainer, config_from_dict, seed_everything
+from .vae import load_trained_vae
+
+MINILM_TOKENS = 32
+
+
+@dataclass
+class FlowTrainConfig:
+    flow: FlowConfig = field(default_factory=lambda: FlowConfig(
+        input_channels=32, output_channels=32, width=256, layers=6, heads=4))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, batch_size=32))
+    sampler: SamplerDefaults = field(default_factory=lambda: SamplerDefaults(steps=25, guidance=3.0))
+    cond_drop_prob: float = 0.1
+    save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FlowTrainConfig":
+        return config_from_dict(cls, values)
+
+
+@dataclass
+class EncodedSet:
+    x0: torch.Tensor        # (S, K, ld)
+    mean: torch.Tensor      # (S, K, ld)
+    logvar: torch.Tensor    # (S, K, ld)
+    captions: list[list[str]]
+    families: list[str | None]
+
+
+@torch.no_grad()
+def encode_dataset(vae, samples, batch_size: int = 16, seed: int = 0) -> EncodedSet:
+    generator = torch.Generator().manual_seed(seed)
+    parts = []
+    for start in range(0, len(samples), batch_size):
+        batch = collate(samples[start:start + batch_size])
+        feats = vae.vertex_features(batch.frames[:, 0], batch.edges)
+        space = vae.sampling_space(batch.frames[:, 0], feats)
+        tokens = batched_token_indices(space, batch.lengths, vae.config.num_traj, generator)
+        enc = vae.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias, pc0_embed=feats)
+        parts.append((enc.x0, enc.mean, enc.logvar))
+    x0, mean, logvar = (torch.cat(p) for p in zip(*parts))
+    return EncodedSet(x0, mean, logvar, [s.captions for s in samples], [s.family for s in samples])
+
+
+def latent_stats(encoded: EncodedSet) -> LatentStats:
+    return LatentStats(f0_mean=float(encoded.x0.mean()), f0_std=float(encoded.x0.std()),
+                       ft_mean=float(encoded.mean.mean()), ft_std=float(encoded.mean.std()))
+
+
+def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None) -> LatentStats:
+    vae = load_trained_vae(vae_run)
+    stats = latent_stats(encode_dataset(vae, load_prepared(data_dir, vae.config.T)))
+    path = Path(out) if out else Path(vae_run) / "stats.json"
+    path.write_text(json.dumps(dataclasses.asdict(stats), indent=4))
+    print(f"wrote {path}: {stats}", file=sys.stderr)
+    return stats
+
+
+class CaptionCache:
+    """MiniLM token states of every caption, computed once (the text encoder stays frozen)."""
+
+    def __init__(self, encoder, captions: list[str], batch: int = 64):
+        self.index = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+        unique = list(self.index)
+        with torch.inference_mode():
+            states = [encoder.encode(unique[i:i + batch]) for i in range(0, len(unique), batch)]
+        self.states = torch.cat(states).clone()
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        return self.states[[self.index[c] for c in captions]]
+
+
+def flow_loss(flow: DyMeshMMDiT, x1: torch.Tensor, text: torch.Tensor, keep: torch.Tensor,
+              half: int, generator=None) -> dict:
+    noise = torch.randn(x1.shape, generator=generator).to(x1.device)
+    # Logit-normal times put more training where the velocity is hardest to guess (mid t).
+    t = torch.sigmoid(torch.randn(x1.shape[0], generator=generator)).to(x1.device)
+    xt = t[:, None, None] * x1 + (1 - t[:, None, None]) * noise
+    xt[..., :half] = x1[..., :half]  # the sampler clamps the shape half to the encoder's
+    v = flow(xt, t, text, keep)
+    target = x1 - noise
+    loss = (v[..., half:] - target[..., half:]).square().mean()
+    return {"loss": loss, "flow_mse": loss.detach()}
+
+
+def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfig,
+               stats_path: Path | None = None) -> Path:
+    from ..models.text import build_text_encoder
+    from ..sampling import rescale
+
+    from ..pipeline import pick_device
+
+    generator = seed_everything(cfg.optim.seed)
+    if cfg.optim.threads:
+        torch.set_num_threads(cfg.optim.threads)
+    device = pick_device(cfg.optim.device)
+    vae = load_trained_vae(vae_run)
+    half = vae.config.latent_dim
+    if cfg.flow.input_channels != 2 * half:
+        cfg.flow = dataclasses.replace(cfg.flow, input_channels=2 * half, output_channels=2 * half)
+    encoded = encode_dataset(vae, load_prepared(data_dir, vae.config.T), seed=cfg.optim.seed)
+    stats_path = Path(stats_path) if stats_path else Path(vae_run) / "stats.json"
+    stats = LatentStats(**json.loads(stats_path.read_text())) if stats_path.is_file() else latent_stats(encoded)
+    text_encoder = build_text_encoder("minilm", max_tokens=MINILM_TOKENS)
+    captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs])
+    flow = DyMeshMMDiT(cfg.flow, text_encoder.width).to(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    trainer = Trainer(out_dir, flow, cfg.optim)
+    trainer.resume(generator)
+
+    def step(_):
+        pick = torch.randint(len(encoded.x0), (cfg.optim.batch_size,), generator=generator)
+        eps = torch.randn(encoded.mean[pick].shape, generator=generator)
+        xt = encoded.mean[pick] + torch.exp(0.5 * encoded.logvar[pick].clamp(-30, 20)) * eps
+        x1 = rescale(torch.cat([encoded.x0[pick], xt], -1), stats)
+        chosen = [encoded.captions[i][int(torch.randint(len(encoded.captions[i]), (1,), generator=generator))]
+                  for i in pick.tolist()]
+        keep = (torch.rand(len(chosen), generator=generator) >= cfg.cond_drop_prob).float()
+        return flow_loss(flow, x1.to(device), captions(chosen).to(device), keep.to(device), half, generator)
+
+    trainer.run(step, generator)
+    flow.cpu()
+    model_dir = out_dir / "model"
+    export_model(model_dir, vae, flow, stats, cfg, text_encoder.width)
+    print(f"wrote model directory {model_dir}", file=sys.stderr)
+    return model_dir
+
+
+def export_model(model_dir: Path, vae, flow, stats: LatentStats, cfg: FlowTrainConfig, text_width: int,
+                 name: str = "animateanymesh-default", provenance: str = "trained with python -m backend train"):
+    from safetensors.torch import save_file
+
+    dtype = getattr(torch, cfg.save_dtype)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for module, fname in ((vae, "vae.safetensors"), (flow, "flow.safetensors")):
+        # Parameters shrink to half precision; buffers (the Fourier bases) stay exact.
+        params = {name for name, _ in module.named_parameters()}
+        state = {k: (v.to(dtype) if k in params else v).contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(model_dir / fname))
+    config = ModelConfig(name=name, vae=vae.config, flow=cfg.flow,
+                         text=TextEncoderConfig(kind="minilm", width=text_width, layers=0, heads=0,
+                                                vocab_size=0, context_length=MINILM_TOKENS),
+                         stats=stats, sampler=cfg.sampler,
+                         compat=CompatConfig(pad_to=0, replace_index_zero=False), provenance=provenance)
+    config.save(model_dir)
+    return config

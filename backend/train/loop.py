@@ -1,0 +1,150 @@
+"""What every training run shares: seeds, LR schedule, clipping, logs and resumable checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 4e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 250
+    device: str = "auto"
+    threads: int | None = None
+    max_minutes: float | None = None  # stop (and checkpoint) after this wall time
+    stop_at: int | None = None        # stop (and checkpoint) at this step; run again to resume
+
+
+def lr_at(step: int, cfg: OptimConfig) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def config_from_dict(cls, values: dict):
+    """A training config dataclass from JSON values: each nested section starts from the
+    config's own defaults (not the bare section class's) and the given keys replace them."""
+    from ..errors import UserError
+
+    defaults = cls()
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        current = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(current):
+            unknown = set(values[f.name]) - {g.name for g in dataclasses.fields(current)}
+            if unknown:
+                raise UserError(f"unknown option(s) {sorted(unknown)} in section '{f.name}'")
+            kwargs[f.name] = dataclasses.replace(current, **values[f.name])
+        else:
+            kwargs[f.name] = values[f.name]
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise UserError(f"unknown training option(s) {sorted(unknown)}")
+    return dataclasses.replace(defaults, **kwargs)
+
+
+class Trainer:
+    """Runs `step_fn(step) -> dict of floats` with the schedule, logging and checkpoints.
+
+    The checkpoint (`state.pt`) holds model, optimizer, step and RNG states, so a run that is
+    stopped resumes where it left off and gives the same numbers as an uninterrupted run.
+    """
+
+    def __init__(self, out_dir: Path, model: torch.nn.Module, cfg: OptimConfig, params=None):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.model, self.cfg = model, cfg
+        self.optimizer = torch.optim.AdamW(params if params is not None else model.parameters(),
+                                           lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+        self.step = 0
+        self.log_path = self.out_dir / "log.jsonl"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / "state.pt"
+
+    def resume(self, generator: torch.Generator) -> bool:
+        if not self.state_path.is_file():
+            return False
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator"])
+        print(f"resumed at step {self.step} from {self.state_path}", file=sys.stderr)
+        return True
+
+    def save(self, generator: torch.Generator):
+        # All randomness of a run flows from torch's global RNG and `generator` (no numpy RNG).
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "step": self.step, "torch_rng": torch.get_rng_state(), "generator": generator.get_state()}
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path)
+
+    def run(self, step_fn, generator: torch.Generator) -> list[dict]:
+        cfg = self.cfg
+        history = []
+        started = time.perf_counter()
+        window: list[dict] = []
+        while self.step < cfg.steps:
+            lr = lr_at(self.step, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.model.train()
+            losses = step_fn(self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            window.append({k: float(v.detach()) for k, v in losses.items()} | {"grad_norm": float(grad_norm)})
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                row.update(step=self.step, lr=lr, minutes=(time.perf_counter() - started) / 60)
+                history.append(row)
+                window = []
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items()), file=sys.stderr, flush=True)
+            out_of_time = (cfg.max_minutes is not None and time.perf_counter() - started > 60 * cfg.max_minutes) \
+                or (cfg.stop_at is not None and self.step >= cfg.stop_at)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or out_of_time:
+                self.save(generator)
+            if out_of_time:
+                print(f"stopping at step {self.step} (max_minutes or stop_at); run again to resume",
+                      file=sys.stderr)
+                break
+        return history

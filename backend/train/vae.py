@@ -1,0 +1,107 @@
+"""`python -m backend train vae`: fit DyMeshVAE to reconstruct motion clips.
+
+Loss: squared error of every vertex in every frame (normalised units) + a small KL term on the
+trajectory half. Token choice is the same feature FPS that inference uses, run per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import VAEConfig
+from ..models.vae import DyMeshVAE
+from .batching import batched_token_indices, collate
+from .data import load_prepared
+from .loop import OptimConfig, Trainer, config_from_dict, seed_everything
+
+
+@dataclass
+class VAETrainConfig:
+    vae: VAEConfig = field(default_factory=lambda: VAEConfig(
+        enc_depth=3, dec_depth=3, dim=96, output_dim=48, latent_dim=16, heads=4, dim_head=24,
+        T=16, num_traj=128, n_layers=1, token_sampling="positions"))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    kl_weight: float = 1e-4
+    # Vertices per sample whose trajectories are decoded and scored each step (0: all). The
+    # encoder always sees every vertex; scoring a random subset makes a step several times cheaper.
+    decode_vertices: int = 512
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "VAETrainConfig":
+        return config_from_dict(cls, values)
+
+
+def vae_loss(vae: DyMeshVAE, batch, k: int, kl_weight: float, generator=None, decode_vertices: int = 0) -> dict:
+    feats = vae.vertex_features(batch.frames[:, 0], batch.edges)
+    space = vae.sampling_space(batch.frames[:, 0], feats)
+    tokens = batched_token_indices(space.detach(), batch.lengths, k, generator)
+    enc = vae.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias, pc0_embed=feats)
+    if decode_vertices:
+        # Score a random subset of each sample's real vertices (drawn with replacement).
+        u = torch.rand(batch.lengths.shape[0], decode_vertices, generator=generator).to(feats.device)
+        rows = (u * batch.lengths[:, None]).long()
+        pick = lambda x: torch.gather(x, 1, rows[..., None].expand(-1, -1, x.shape[-1]))
+        target = torch.gather(batch.frames, 2, rows[:, None, :, None].expand(-1, batch.frames.shape[1], -1, 3))
+        recon = vae.decode(enc.sample(generator), pick(feats), pick(batch.frames[:, 0]))
+        recon_loss = (recon - target).square().sum(-1).mean()
+    else:
+        recon = vae.decode(enc.sample(generator), feats, batch.frames[:, 0])
+        err = (recon - batch.frames).square().sum(-1)                      # (B, T, N)
+        weight = batch.mask[:, None].float()
+        recon_loss = (err * weight).sum() / (weight.sum() * err.shape[1])
+    kl = enc.kl().mean()
+    return {"loss": recon_loss + kl_weight * kl, "recon": recon_loss.detach(), "kl": kl.detach()}
+
+
+def train_vae(data_dir: Path, out_dir: Path, cfg: VAETrainConfig) -> Path:
+    generator = seed_everything(cfg.optim.seed)
+    if cfg.optim.threads:
+        torch.set_num_threads(cfg.optim.threads)
+    from ..pipeline import pick_device
+
+    device = pick_device(cfg.optim.device)
+    samples = load_prepared(data_dir, cfg.vae.T)
+    vae = DyMeshVAE(cfg.vae).to(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    trainer = Trainer(out_dir, vae, cfg.optim)
+    trainer.resume(generator)
+
+    def step(_):
+        pick = torch.randint(len(samples), (cfg.optim.batch_size,), generator=generator)
+        batch = collate([samples[i] for i in pick]).to(device)
+        return vae_loss(vae, batch, cfg.vae.num_traj, cfg.kl_weight, generator, cfg.decode_vertices)
+
+    trainer.run(step, generator)
+    save_vae(out_dir, vae.cpu())
+    return out_dir
+
+
+def save_vae(out_dir: Path, vae: DyMeshVAE):
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in vae.state_dict().items()}, str(Path(out_dir) / "vae.safetensors"))
+    (Path(out_dir) / "vae_config.json").write_text(json.dumps(dataclasses.asdict(vae.config), indent=2))
+
+
+def load_trained_vae(run_dir: Path) -> DyMeshVAE:
+    from ..checkpoints import check_state_dict, read_safetensors
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "vae_config.json"
+    if not config_path.is_file():
+        from ..errors import UserError
+
+        raise UserError(f"{run_dir} holds no finished VAE run (vae_config.json missing); "
+                        "train one with `python -m backend train vae`.")
+    vae = DyMeshVAE(VAEConfig(**json.loads(config_path.read_text())))
+    state = read_safetensors(run_dir / "vae.safetensors")
+    check_state_dict(vae, state, str(run_dir / "vae.safetensors"))
+    vae.load_state_dict(state)
+    return vae.eval()

@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        # Attention weights of far-away keys underflow into float32's denormal range, which x86
-        # computes ~100x slower (training slowed from ~1 s to ~30 s a step). They carry nothing.
+        # Values in float32's denormal range (underflowing attention weights, squared differences
+        # of near-identical features) run ~50x slower on x86 (measured on FPS) and carry nothing.
         torch.set_flush_denormal(True)
         return args.run(args) or 0
     except UserError as exc:

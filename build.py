@@ -14,6 +14,7 @@ the top level):
                                        extension folder on its PYTHONPATH
     wheels/*.whl                       only wheels listed in the manifest's `wheels` (none today:
                                        Blender ships numpy; torch lives in the backend's own env)
+    requirements.txt                   what "Set up backend" pip-installs into the backend's env
 
 Exits non-zero on any problem: a version mismatch, a wheel listed but missing (or present but
 not listed), a source file that does not compile, torch imported on the Blender side, or an
@@ -93,7 +94,9 @@ def collect_files(manifest: dict) -> list[tuple[Path, str]]:
         raise BuildError(f"wheels/ holds {sorted(present - listed_names)} that the manifest does not "
                          "list. Fix: add them to `wheels` in blender_manifest.toml or delete them.")
     files += [(WHEELS_DIR / name, f"wheels/{name}") for name in sorted(listed_names)]
-    for extra in ("LICENSE", "LICENSE.txt", "README.md"):
+    if not (REPO / "requirements.txt").is_file():
+        raise BuildError("requirements.txt is missing; the add-on's Set up backend installs it.")
+    for extra in ("LICENSE", "LICENSE.txt", "README.md", "requirements.txt"):
         if (REPO / extra).is_file():
             files.append((REPO / extra, extra))
     names = [name for _, name in files]

@@ -202,15 +202,10 @@ def test_pc2_replace_is_atomic_and_reader_rejects_bad_files(tmp_path):
         wb.write_pc2(tmp_path / "missing" / "c.pc2", _frames())
 
 
-def test_pc2_write_is_fast_for_large_caches(tmp_path):
-    import time
-
+def test_pc2_large_cache_is_header_plus_raw_samples(tmp_path):
     f = np.zeros((64, 50_000, 3), np.float32)
-    start = time.perf_counter()
     wb.write_pc2(tmp_path / "big.pc2", f)
-    elapsed = time.perf_counter() - start
     assert (tmp_path / "big.pc2").stat().st_size == 32 + f.nbytes
-    assert elapsed < 2.0, f"writing 38 MB of PC2 took {elapsed:.2f} s"
 
 
 def test_writeback_imports_without_blender():

@@ -1,0 +1,212 @@
+"""The batch queue behind "Animate collection": items, statuses, retries, and its JSON file.
+
+No bpy here: the queue is plain data the batch runner (controller.BatchRun) moves along and the
+panel draws. It is saved after every change (written to a temporary file and renamed), one file
+per .blend under the add-on's user folder, so a crash or a restart of Blender shows what was
+done, what failed and why, and Resume carries on with the rest.
+
+Statuses: queued -> running -> done | failed | cancelled. A failure the backend may not repeat
+(it died, an internal error) goes back to queued until the item has used `max_attempts`; a
+failure of the input (empty mesh, bad prompt, missing model) fails at once: retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+# Failures worth another attempt with the same input (a fresh backend process is started).
+RETRYABLE_CODES = frozenset({"backend_died", "backend_not_ready", "bad_result", "internal"})
+# Failures that would hit every item: the batch stops instead of failing item after item.
+FATAL_CODES = frozenset({"backend_not_set_up", "backend_not_found", "protocol_version",
+                         "backend_broken"})
+QUEUE_FORMAT = "animateanymesh-queue"
+QUEUE_VERSION = 1
+DEFAULT_PROMPT_PROPERTY = "aam_prompt"
+
+
+class QueueError(ValueError):
+    """A queue file that cannot be used; the message says what to do."""
+
+
+@dataclass
+class QueueItem:
+    object_name: str
+    prompt: str
+    status: str = "queued"
+    attempts: int = 0
+    error: str = ""
+    error_code: str = ""
+    seed: int | None = None
+    seconds: float | None = None
+    updated: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QueueItem":
+        known = {f.name for f in fields(cls)}
+        item = cls(**{k: v for k, v in data.items() if k in known})
+        if item.status not in STATUSES:
+            raise QueueError(f"queue item '{item.object_name}' has unknown status {item.status!r}.")
+        return item
+
+
+@dataclass
+class BatchQueue:
+    items: list[QueueItem] = field(default_factory=list)
+    max_attempts: int = 2
+    collection: str = ""
+
+    # ---- building
+
+    @classmethod
+    def for_objects(cls, entries, default_prompt: str, *, max_attempts: int = 2,
+                    collection: str = "") -> "BatchQueue":
+        """entries: (object name, own prompt or "") in order. An object without a prompt of its
+        own takes `default_prompt`; with neither it fails at once, saying how to give one."""
+        queue = cls(max_attempts=max(1, int(max_attempts)), collection=collection)
+        for name, own in entries:
+            prompt = (own or "").strip() or (default_prompt or "").strip()
+            item = QueueItem(object_name=name, prompt=prompt, updated=time.time())
+            if not prompt:
+                item.status, item.error_code = "failed", "no_prompt"
+                item.error = (f"no prompt for '{name}': type one in the panel, or give the object a "
+                              f"custom property '{DEFAULT_PROMPT_PROPERTY}' with its own.")
+            queue.items.append(item)
+        return queue
+
+    # ---- reading
+
+    def counts(self) -> dict[str, int]:
+        out = {status: 0 for status in STATUSES}
+        for item in self.items:
+            out[item.status] += 1
+        return out
+
+    def next_queued(self) -> QueueItem | None:
+        return next((item for item in self.items if item.status == "queued"), None)
+
+    def running(self) -> QueueItem | None:
+        return next((item for item in self.items if item.status == "running"), None)
+
+    @property
+    def finished(self) -> bool:
+        return all(item.status in ("done", "failed", "cancelled") for item in self.items)
+
+    def find(self, object_name: str) -> QueueItem | None:
+        return next((item for item in self.items if item.object_name == object_name), None)
+
+    # ---- changes
+
+    def _set(self, item: QueueItem, status: str, code: str = "", error: str = "") -> None:
+        item.status, item.error_code, item.error = status, code, error
+        item.updated = time.time()
+
+    def start(self, item: QueueItem) -> None:
+        if item.status != "queued":
+            raise QueueError(f"'{item.object_name}' is {item.status}, not queued.")
+        item.attempts += 1
+        self._set(item, "running")
+
+    def done(self, item: QueueItem, seed: int | None = None, seconds: float | None = None) -> None:
+        item.seed, item.seconds = seed, seconds
+        self._set(item, "done")
+
+    def fail(self, item: QueueItem, code: str, message: str) -> bool:
+        """Record a failure. Returns True when the item went back to the queue for another try."""
+        if code in RETRYABLE_CODES and item.attempts < self.max_attempts:
+            self._set(item, "queued", code, f"attempt {item.attempts} failed ({message}); retrying")
+            return True
+        self._set(item, "failed", code, message)
+        return False
+
+    def requeue(self, item: QueueItem, code: str, message: str) -> None:
+        """Back to the queue without using up an attempt: the failure was not the item's (the
+        backend could not start at all), so Resume runs it once that is fixed."""
+        item.attempts = max(item.attempts - 1, 0)
+        self._set(item, "queued", code, message)
+
+    def cancel(self, item: QueueItem, reason: str = "cancelled") -> None:
+        self._set(item, "cancelled", "cancelled", reason)
+
+    def cancel_all(self) -> int:
+        """Cancel every queued item (the running one is cancelled by whoever runs it)."""
+        count = 0
+        for item in self.items:
+            if item.status == "queued":
+                self.cancel(item, "cancelled before it ran")
+                count += 1
+        return count
+
+    def retry_failed(self) -> int:
+        """Put failed and cancelled items back in the queue with a fresh attempt budget."""
+        count = 0
+        for item in self.items:
+            if item.status in ("failed", "cancelled"):
+                item.attempts = 0
+                self._set(item, "queued")
+                count += 1
+        return count
+
+    def interrupted(self) -> int:
+        """Items left "running" by a Blender that closed or crashed mid-job go back to queued."""
+        count = 0
+        for item in self.items:
+            if item.status == "running":
+                self._set(item, "queued", "interrupted", "interrupted: Blender stopped while it ran")
+                count += 1
+        return count
+
+    # ---- file
+
+    def to_dict(self) -> dict:
+        return {"format": QUEUE_FORMAT, "version": QUEUE_VERSION, "collection": self.collection,
+                "max_attempts": self.max_attempts, "items": [asdict(i) for i in self.items]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BatchQueue":
+        if not isinstance(data, dict) or data.get("format") != QUEUE_FORMAT:
+            raise QueueError("not an AnimateAnyMesh queue file.")
+        if data.get("version") != QUEUE_VERSION:
+            raise QueueError(f"queue file version {data.get('version')} is not {QUEUE_VERSION}; "
+                             "clear the queue and start the batch again.")
+        items = [QueueItem.from_dict(d) for d in data.get("items", [])]
+        return cls(items=items, max_attempts=int(data.get("max_attempts", 2)),
+                   collection=str(data.get("collection", "")))
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path) -> "BatchQueue":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise QueueError(f"cannot read the queue file {path}: {exc}; clear the queue.") from None
+        return cls.from_dict(data)
+
+
+def queue_file(folder, blend_path: str) -> Path:
+    """One queue per .blend file (by its path); unsaved files share "unsaved.json"."""
+    folder = Path(folder)
+    if not blend_path:
+        return folder / "unsaved.json"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(blend_path).stem)[:40]
+    digest = hashlib.sha1(str(Path(blend_path).resolve()).encode("utf-8")).hexdigest()[:10]
+    return folder / f"{stem}-{digest}.json"

@@ -1,0 +1,279 @@
+"""Headless AnimateAnyMesh: open a scene or a mesh file, animate, write the result.
+
+    python -m animateanymesh_addon.cli animate INPUT --prompt TEXT --out OUTPUT
+        [--objects A B ... | --collection NAME] [--model default|official|DIR] [--seed S]
+        [--steps K] [--guidance G] [--num-traj N] [--device auto|cpu|cuda]
+        [--mode shapekeys|pointcache] [--frame-start F] [--frame-step S] [--no-keep-rest]
+        [--separately] [--preview PNG [--preview-size PX] [--preview-columns C]
+        [--preview-frames N]] [--python BACKEND_PYTHON]
+
+Run it with the Python that has the `bpy` module (the bpy wheel), from the repository root or
+from the folder the extension is installed in (then the package is `animateanymesh`). It drives
+the same operators, backend client and backend process as the panel: Animate for the selected
+objects (`--objects`, or every mesh of the scene), Animate Collection for `--collection` (each
+object on its own, with its own prompt from the `aam_prompt` custom property when it has one).
+
+INPUT: .blend, .glb / .gltf, .fbx or .obj. OUTPUT: .blend (point caches are written next to it
+and referenced relatively), or a bake: .fbx (blend shapes), .abc, .glb / .gltf (morph targets).
+
+Exit status: 0 done; 1 the backend failed (or some batch items failed); 2 a problem with the
+input or the command line (the message says what to fix); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+INPUTS = {".blend", ".glb", ".gltf", ".fbx", ".obj"}
+OUTPUTS = {".blend", ".fbx", ".abc", ".glb", ".gltf"}
+MODES = {"shapekeys": "SHAPE_KEYS", "pointcache": "POINT_CACHE"}
+# Outcome codes that mean "fix the input" (exit 2) rather than "the backend failed" (exit 1).
+USER_CODES = {"bad_input", "bad_mesh", "bad_prompt", "no_prompt", "model_not_found", "empty_mesh",
+              "no_objects", "bad_checkpoint", "no_gpu", "out_of_memory", "backend_not_set_up",
+              "writeback", "busy", "object_gone", "nothing_queued"}
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}.cli",
+                                description="AnimateAnyMesh in Blender, without the UI")
+    sub = p.add_subparsers(title="commands", dest="command")
+    a = sub.add_parser("animate", help="animate meshes of a file from a text prompt")
+    a.add_argument("input", type=Path, help=".blend, .glb/.gltf, .fbx or .obj")
+    a.add_argument("--prompt", default="", help="what the mesh should do (with --collection: for "
+                   "objects without their own aam_prompt property)")
+    which = a.add_mutually_exclusive_group()
+    which.add_argument("--objects", nargs="+", metavar="NAME", help="mesh objects to animate "
+                       "(default: every mesh in the scene)")
+    which.add_argument("--collection", metavar="NAME", help="animate each mesh of this collection "
+                       "on its own (batch queue)")
+    a.add_argument("--out", type=Path, required=True, help=".blend, .fbx, .abc, .glb or .gltf")
+    a.add_argument("--model", default="default", help="default, official, or a model folder")
+    a.add_argument("--seed", type=int, default=1)
+    a.add_argument("--steps", type=int, default=0, help="solver steps (0: the model's default)")
+    a.add_argument("--guidance", type=float, default=0.0, help="guidance (0: the model's default)")
+    a.add_argument("--num-traj", type=int, default=0, help="tokens (0: from the vertex count)")
+    a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    a.add_argument("--mode", choices=sorted(MODES), default="shapekeys")
+    a.add_argument("--frame-start", type=float, default=1.0)
+    a.add_argument("--frame-step", type=float, default=1.0, help="scene frames per model frame")
+    a.add_argument("--no-keep-rest", dest="keep_rest", action="store_false",
+                   help="keep the model's own first frame instead of starting from the mesh as is")
+    a.add_argument("--separately", action="store_true",
+                   help="animate the objects one by one instead of as one scene")
+    a.add_argument("--preview", type=Path, default=None, help="also render a contact sheet (PNG)")
+    a.add_argument("--preview-size", type=int, default=256, help="tile size in pixels")
+    a.add_argument("--preview-columns", type=int, default=4)
+    a.add_argument("--preview-frames", type=int, default=0, help="at most this many tiles (0: all)")
+    a.add_argument("--python", default="", help="the backend's Python (default: Auto, as in the "
+                   "add-on preferences)")
+    return p
+
+
+def check_args(args) -> None:
+    """Everything that can be judged before Blender starts."""
+    if not args.input.is_file():
+        raise UsageError(f"input file {args.input} does not exist.")
+    if args.input.suffix.lower() not in INPUTS:
+        raise UsageError(f"cannot open {args.input.name}: use one of {', '.join(sorted(INPUTS))}.")
+    if args.out.suffix.lower() not in OUTPUTS:
+        raise UsageError(f"cannot write {args.out.name}: --out must end in one of "
+                         f"{', '.join(sorted(OUTPUTS))}.")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"the output folder {args.out.parent} does not exist.")
+    if not args.collection and not args.prompt.strip():
+        raise UsageError("--prompt is empty: say what the mesh should do, e.g. --prompt "
+                         "\"a bird flaps its wings\".")
+    if args.preview is not None and args.preview.suffix.lower() != ".png":
+        raise UsageError(f"--preview must end in .png (got {args.preview.name}).")
+    if args.preview_size < 16 or args.preview_columns < 1 or args.preview_frames < 0:
+        raise UsageError("--preview-size must be >= 16, --preview-columns >= 1, --preview-frames >= 0.")
+    if args.python and not Path(args.python).is_file():
+        raise UsageError(f"--python {args.python} does not exist.")
+    if args.seed < 0 or args.steps < 0 or args.num_traj < 0 or args.guidance < 0:
+        raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
+    if args.model not in ("default", "official") and not Path(args.model).is_dir():
+        raise UsageError(f"--model {args.model}: not default, official, or an existing folder.")
+
+
+# ----------------------------------------------------------------------------- Blender side
+
+def open_input(path: Path) -> None:
+    import bpy
+
+    ext = path.suffix.lower()
+    if ext == ".blend":
+        bpy.ops.wm.open_mainfile(filepath=str(path), load_ui=False)
+        return
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    if ext == ".obj":
+        bpy.ops.wm.obj_import(filepath=str(path))
+    elif ext == ".fbx":
+        bpy.ops.import_scene.fbx(filepath=str(path))
+    else:
+        bpy.ops.import_scene.gltf(filepath=str(path))
+
+
+def enable_addon(args):
+    """Enable this package as an add-on (the import reset the preferences) and set its
+    preferences from the command line. Returns the session module."""
+    import os
+
+    import addon_utils
+    import bpy
+
+    package = sys.modules[__package__]
+    # `python -m` imported the package already; tell addon_utils it is current, or it reloads it
+    package.__time__ = os.path.getmtime(package.__file__)
+    addon_utils.enable(__package__, default_set=True)
+    if bpy.context.preferences.addons.get(__package__) is None:
+        raise RuntimeError(f"could not enable the add-on {__package__}")
+    from . import session
+
+    prefs = session.preferences()
+    if args.python:
+        # absolute, not resolved: a venv's python is a symlink whose target lacks the venv
+        prefs.python_mode, prefs.python_path = "PATH", os.path.abspath(args.python)
+    return session
+
+
+def pick_objects(args) -> list:
+    import bpy
+
+    if args.collection:
+        collection = bpy.data.collections.get(args.collection)
+        if collection is None:
+            raise UsageError(f"no collection named '{args.collection}' in {args.input.name}; "
+                             f"collections: {', '.join(c.name for c in bpy.data.collections) or 'none'}.")
+        objs = [o for o in collection.all_objects if o.type == "MESH"]
+    elif args.objects:
+        missing = [n for n in args.objects if bpy.data.objects.get(n) is None]
+        if missing:
+            known = ", ".join(o.name for o in bpy.data.objects if o.type == "MESH")
+            raise UsageError(f"no object named {', '.join(missing)} in {args.input.name}; meshes: "
+                             f"{known or 'none'}.")
+        objs = [bpy.data.objects[n] for n in args.objects]
+        not_mesh = [o.name for o in objs if o.type != "MESH"]
+        if not_mesh:
+            raise UsageError(f"{', '.join(not_mesh)} are not meshes; only meshes can be animated.")
+    else:
+        objs = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+    if not objs:
+        raise UsageError(f"{args.input.name} holds no mesh objects to animate.")
+    return objs
+
+
+def run_operator(session, call) -> tuple[str, str]:
+    """Call an operator; (outcome code, message). An operator's ERROR report raises
+    RuntimeError in bpy.ops: its text is the message, the code is in the session."""
+    try:
+        call()
+    except RuntimeError as exc:
+        outcome = session.last_outcome() or ("internal", str(exc))
+        return outcome[0] or "internal", outcome[1]
+    return session.last_outcome() or ("", "")
+
+
+def animate(args) -> int:
+    import bpy
+
+    open_input(args.input)
+    session = enable_addon(args)
+    objects = pick_objects(args)
+    out = args.out.resolve()
+    cache_dir = ""
+    if MODES[args.mode] == "POINT_CACHE":
+        # next to the output, so the .blend and its caches move together
+        cache = out.parent / f"{out.stem}_pointcache"
+        cache.mkdir(exist_ok=True)
+        cache_dir = str(cache)
+
+    s = bpy.context.scene.animateanymesh
+    s.model, s.model_dir = ("DIRECTORY", str(Path(args.model).resolve())) if args.model not in (
+        "default", "official") else (args.model.upper(), "")
+    s.seed, s.steps, s.guidance, s.num_traj = args.seed, args.steps, args.guidance, args.num_traj
+    s.device = args.device.upper()
+    s.mode = MODES[args.mode]
+    s.frame_start, s.timing, s.frame_step = int(args.frame_start), "STEP", args.frame_step
+    s.keep_rest, s.together, s.prompt = args.keep_rest, not args.separately, args.prompt
+    session.set_outcome("", "")
+    if args.collection:
+        code, message = run_operator(session, lambda: bpy.ops.animateanymesh.animate_collection(
+            collection=args.collection, cache_dir=cache_dir))
+    else:
+        code, message = run_operator(session, lambda: bpy.ops.animateanymesh.animate(
+            objects="\n".join(o.name for o in objects), frame_start=args.frame_start,
+            cache_dir=cache_dir))
+    done = [o for o in objects if o.get("animateanymesh") is not None]
+    if code and code != "items_failed":
+        print(f"error: {message}", file=sys.stderr)
+        session.forget_client()
+        return 130 if code == "cancelled" else (2 if code in USER_CODES else 1)
+    print(message)
+    if args.collection:
+        for item in session.load_queue().items:
+            tail = f": {item.error}" if item.status != "done" and item.error else ""
+            print(f"  {item.object_name}: {item.status}{tail}")
+    session.forget_client()  # the model is not needed for writing and previews
+
+    write_output(out, done or objects, cache_dir)
+    print(f"wrote {out}")
+    if args.preview is not None and done:
+        from .preview import contact_sheet
+
+        png = contact_sheet(done, args.preview.resolve(), size=args.preview_size,
+                            columns=args.preview_columns, max_tiles=args.preview_frames or None)
+        print(f"wrote {png}")
+    return 1 if code == "items_failed" else 0
+
+
+def write_output(out: Path, objects, cache_dir: str) -> None:
+    import bpy
+
+    if out.suffix.lower() == ".blend":
+        if cache_dir:
+            for obj in objects:  # relative paths: the .blend and its caches move together
+                for mod in obj.modifiers:
+                    if mod.type == "MESH_CACHE" and mod.filepath:
+                        rel = Path(mod.filepath).resolve().relative_to(out.parent)
+                        mod.filepath = "//" + rel.as_posix()
+        bpy.ops.wm.save_as_mainfile(filepath=str(out), copy=True, check_existing=False)
+        return
+    from .export import export_animation
+
+    for warning in export_animation(objects, out):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "animate":
+        parser.print_help()
+        return 2
+    try:
+        check_args(args)
+        return animate(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an exporter's or the preview's error: one line, not a traceback
+        from .export import ExportError
+        from .preview import PreviewError
+
+        if isinstance(exc, (ExportError, PreviewError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,493 @@
+"""The work behind Animate and Animate collection, moved along by poll().
+
+In the UI a modal operator calls poll() from a timer (Blender never waits); headless, a loop
+calls it. Both go through the same code, which is why the tests, which have no event loop, test
+what the panel runs.
+
+Mesh data: the base mesh of each object, in its own vertex order (the reference shape key when
+it has shape keys, otherwise the vertices), polygons as flat corner indices + corner counts
+(quads and n-gons as they are; the backend triangulates and welds and answers in our order).
+
+Selected objects are sent as one mesh in WORLD space by default and the result is split and
+mapped back into each object's space:
+* parts of one character (body, eyes, clothes) must move together, which only happens when the
+  model sees them as one shape; this is also how the official code treats a multi-object file;
+* the model knows which way is up (+Z, like Blender) and how big parts are relative to each
+  other, which the objects' own spaces (rotated, scaled) would hide.
+"One after the other" sends each object alone (still in world space), one job at a time.
+
+Nothing is written to the scene before every job succeeded: a cancelled or failed Animate
+leaves the scene as it was, and the write happens in the operator's last step, inside its undo
+step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import asdict, dataclass
+
+import bpy
+import numpy as np
+
+from . import blender_writeback as bw
+from . import session
+from . import writeback as wb
+from .backend_client import BackendError, Polygons
+from .batch import FATAL_CODES
+
+MODES = ("SHAPE_KEYS", "POINT_CACHE")
+
+
+class AnimateError(Exception):
+    """A failure of an Animate, as a machine code and a sentence with the fix."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class AnimateOptions:
+    prompt: str
+    model: str = "default"          # "default", "official" or a model folder
+    seed: int = 0
+    guidance: float | None = None   # None: the model's default
+    steps: int | None = None
+    num_traj: int | None = None     # None: picked from the vertex count
+    device: str = "auto"
+    frame_start: float = 1.0
+    frame_step: float = 1.0
+    mode: str = "SHAPE_KEYS"
+    keep_rest: bool = True
+    together: bool = True
+    cache_dir: str = ""             # point caches; "" = the add-on's user folder
+
+    def job_options(self) -> dict:
+        return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
+                "steps": self.steps, "num_traj": self.num_traj, "device": self.device}
+
+    def check(self) -> None:
+        if not self.prompt.strip():
+            raise AnimateError("no_prompt", "the prompt is empty: type what the mesh should do, "
+                               "e.g. \"a bird flaps its wings\".")
+        if self.mode not in MODES:
+            raise AnimateError("bad_input", f"unknown write mode {self.mode!r}; use one of {MODES}.")
+        try:
+            wb.Timeline(float(self.frame_start), float(self.frame_step))
+        except wb.WritebackError as exc:
+            raise AnimateError("bad_input", str(exc)) from None
+        if self.mode == "POINT_CACHE" and self.frame_step < 0.01:
+            raise AnimateError("bad_input", "the point cache plays at most 100 model frames per "
+                               "scene frame: use a frame step of at least 0.01.")
+
+
+# ----------------------------------------------------------------------------- mesh data
+
+@dataclass
+class MeshPart:
+    name: str
+    count: int
+    matrix: np.ndarray  # matrix_world when the request was made (4 x 4 float64)
+
+
+@dataclass
+class MeshRequest:
+    """One backend job: one object, or several concatenated in world space."""
+
+    parts: list[MeshPart]
+    vertices: np.ndarray     # (N, 3) float32, world space
+    polygons: Polygons
+
+
+def object_mesh(obj) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rest (n, 3) float32 object space, corner indices, corners per polygon) of `obj`."""
+    mesh = obj.data
+    rest = bw.rest_coordinates(obj)
+    sizes = np.empty(len(mesh.polygons), dtype=np.int64)
+    mesh.polygons.foreach_get("loop_total", sizes)
+    flat = np.empty(int(sizes.sum()), dtype=np.int64)
+    mesh.polygons.foreach_get("vertices", flat)
+    return rest, flat, sizes
+
+
+def check_animatable(obj) -> None:
+    """Refuse, before any job runs, what could not be written back afterwards."""
+    if obj is None or obj.type != "MESH":
+        raise AnimateError("bad_input", f"'{getattr(obj, 'name', obj)}' is not a mesh object: only "
+                           "meshes can be animated. Fix: select mesh objects.")
+    try:
+        bw._check_object(obj)  # linked data, edit mode
+    except wb.WritebackError as exc:
+        raise AnimateError("bad_input", str(exc)) from None
+    if len(obj.data.vertices) == 0:
+        raise AnimateError("empty_mesh", f"mesh '{obj.name}' has 0 vertices: add geometry to it, or "
+                           "leave it out of the selection.")
+    m = np.array(obj.matrix_world, dtype=np.float64)
+    if abs(np.linalg.det(m[:3, :3])) < 1e-12:
+        raise AnimateError("bad_input", f"'{obj.name}' has a zero scale, so its animation could "
+                           "not be mapped back onto it. Fix: give it a non-zero scale.")
+
+
+def build_requests(objects, together: bool) -> list[MeshRequest]:
+    objs, seen = [], set()
+    for obj in objects:
+        if obj is not None and obj.name in seen:
+            continue
+        check_animatable(obj)
+        seen.add(obj.name)
+        objs.append(obj)
+    if not objs:
+        raise AnimateError("no_objects", "nothing to animate: select one or more mesh objects.")
+    groups = [objs] if together else [[o] for o in objs]
+    requests = []
+    for group in groups:
+        parts, verts, flats, sizes, offset = [], [], [], [], 0
+        for obj in group:
+            rest, flat, size = object_mesh(obj)
+            matrix = np.array(obj.matrix_world, dtype=np.float64)
+            verts.append(wb.to_world_space(rest, matrix))
+            flats.append(flat + offset)
+            sizes.append(size)
+            parts.append(MeshPart(obj.name, len(rest), matrix))
+            offset += len(rest)
+        requests.append(MeshRequest(parts, np.concatenate(verts).astype(np.float32),
+                                    Polygons(np.concatenate(flats), np.concatenate(sizes))))
+    return requests
+
+
+def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> str:
+    """What decides the backend's answer: the same signature means the same frames (used to
+    re-write a result on redo without asking the backend again)."""
+    h = hashlib.sha1()
+    inference = {k: v for k, v in asdict(options).items()
+                 if k in ("prompt", "model", "seed", "guidance", "steps", "num_traj", "device",
+                          "together")}
+    h.update(json.dumps(inference, sort_keys=True).encode())
+    for request in requests:
+        for part in request.parts:
+            h.update(part.name.encode() + b"\0")
+        h.update(request.vertices.tobytes())
+        h.update(np.ascontiguousarray(request.polygons.flat, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(request.polygons.sizes, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def split_result(request: MeshRequest, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """World-space frames of a request -> {object name: frames in the object's own space}."""
+    pieces = wb.split_frames(frames, [p.count for p in request.parts])
+    return {part.name: wb.to_object_space(piece, part.matrix)
+            for part, piece in zip(request.parts, pieces)}
+
+
+# ----------------------------------------------------------------------------- write-back
+
+def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
+    """Write every object's frames, or nothing: all checks run before the first write."""
+    targets = []
+    for name, frames in frames_by_name.items():
+        obj = bpy.data.objects.get(name)
+        if obj is None:
+            raise AnimateError("object_gone", f"'{name}' was deleted or renamed while it was being "
+                               "animated: animate it again.")
+        try:
+            bw._check_object(obj)
+            f = wb.as_frames(frames, len(obj.data.vertices))
+            if options.mode == "SHAPE_KEYS":
+                bw._check_shape_keys_writable(obj)
+        except wb.WritebackError as exc:
+            raise AnimateError("writeback", str(exc)) from None
+        targets.append((obj, f))
+    folder = options.cache_dir or str(session.user_dir("point_caches"))
+    infos = []
+    for obj, f in targets:
+        try:
+            if options.mode == "POINT_CACHE":
+                infos.append(bw.write_point_cache(obj, f, folder, options.frame_start,
+                                                  options.frame_step, anchor_rest=options.keep_rest))
+            else:
+                infos.append(bw.write_shape_keys(obj, f, options.frame_start, options.frame_step,
+                                                 anchor_rest=options.keep_rest))
+        except wb.WritebackError as exc:  # checked above; a disk error for the cache remains
+            raise AnimateError("writeback", str(exc)) from None
+    return infos
+
+
+# ----------------------------------------------------------------------------- one Animate
+
+class AnimateRun:
+    """The jobs of one Animate: one request after the other, then everything is written at once."""
+
+    kind = "animate"
+
+    def __init__(self, objects, options: AnimateOptions, client_factory=None):
+        options.check()
+        self.options = options
+        self.requests = build_requests(objects, options.together)
+        self.signature = request_signature(self.requests, options)
+        self.names = [p.name for r in self.requests for p in r.parts]
+        self.state = "pending"
+        self.error: tuple[str, str] | None = None
+        self.frames: dict[str, np.ndarray] = {}
+        self.warnings: list[str] = []
+        self.seed: int | None = None
+        self.index = 0
+        self.job = None
+        self._client_factory = client_factory or session.client
+        self._cancel = threading.Event()
+        self._cancel_sent = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "error", "cancelled")
+
+    @property
+    def fraction(self) -> float:
+        if self.state == "done":
+            return 1.0
+        current = session.progress_fraction(*self.job.progress) if self.job is not None else 0.0
+        return (self.index + current) / len(self.requests)
+
+    @property
+    def text(self) -> str:
+        if self.state == "running" and self.job is not None:
+            where = f" ({self.index + 1}/{len(self.requests)})" if len(self.requests) > 1 else ""
+            return f"Animating{where}: {session.progress_text(*self.job.progress)}"
+        if self.state == "error":
+            return f"Failed: {self.error[1]}"
+        return self.state.capitalize()
+
+    @property
+    def stage(self) -> str:
+        return self.job.progress[0] if self.job is not None else ""
+
+    def start(self) -> "AnimateRun":
+        self.state = "running"
+        self._submit()
+        return self
+
+    def request_cancel(self) -> None:
+        """Thread-safe: the next poll() sends the cancel (Esc, the Cancel button, Ctrl-C)."""
+        self._cancel.set()
+
+    def poll(self) -> bool:
+        """Move the run along without blocking; True once it has finished."""
+        if self.finished:
+            return True
+        job = self.job
+        if self._cancel.is_set() and not self._cancel_sent:
+            self._cancel_sent = True
+            job.cancel()
+        job.poll()
+        if job.state == "running":
+            return False
+        if job.state == "done":
+            self.frames.update(split_result(self.requests[self.index], job.result_frames()))
+            self.warnings += [w for w in job.warnings if w not in self.warnings]
+            self.seed = job.seed
+            self.index += 1
+            if self.index == len(self.requests):
+                self.state = "done"
+            elif self._cancel.is_set():
+                self.state = "cancelled"
+            else:
+                self._submit()
+        elif job.state == "error":
+            self._fail(*job.error)
+        else:
+            self.state = "cancelled"
+        return self.finished
+
+    def run_blocking(self, on_progress=None, interval: float = 0.05) -> str:
+        """Poll until finished (headless, scripts). Ctrl-C cancels the job and still waits for
+        the backend to confirm, so no job is left running."""
+        import time
+
+        while not self.poll():
+            if on_progress is not None:
+                on_progress(self)
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                self.request_cancel()
+        return self.state
+
+    def abandon(self) -> None:
+        """Stop now, without waiting for the backend's answer (the file is being closed, or
+        Blender ended the modal operator): the job is told to cancel, nothing is written."""
+        self._cancel.set()
+        if self.job is not None and not self.job.finished:
+            self.job.cancel()
+        if not self.finished:
+            self.state = "cancelled"
+
+    def apply(self) -> list:
+        """Write the result (the operator's final step). Raises AnimateError."""
+        if self.state != "done":
+            raise AnimateError("no_result", f"nothing to write: the run is {self.state}.")
+        return write_results(self.frames, self.options)
+
+    def _submit(self) -> None:
+        request = self.requests[self.index]
+        try:
+            client = self._client_factory()
+            self.job = client.submit(request.vertices, request.polygons, self.options.prompt,
+                                     **self.options.job_options())
+        except BackendError as exc:
+            self._fail(exc.code, exc.message)
+
+    def _fail(self, code: str, message: str) -> None:
+        self.state = "error"
+        self.error = (code, message)
+
+
+# ----------------------------------------------------------------------------- batch
+
+class BatchRun:
+    """Runs a BatchQueue: one object per job, one job at a time, each result written as soon as
+    it arrives (a long batch keeps what it finished), the queue saved after every change."""
+
+    kind = "batch"
+
+    def __init__(self, queue, options: AnimateOptions, save=None, client_factory=None):
+        self.queue = queue
+        self.options = options          # everything but the prompt, which each item carries
+        self.state = "pending"
+        self.error: tuple[str, str] | None = None
+        self.written = 0
+        self.warnings: list[str] = []
+        self.item = None
+        self.job = None
+        self._request = None
+        self._save = save or (lambda: None)
+        self._client_factory = client_factory or session.client
+        self._cancel = threading.Event()
+        self._cancel_sent = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "error", "cancelled")
+
+    @property
+    def fraction(self) -> float:
+        total = len(self.queue.items) or 1
+        counts = self.queue.counts()
+        settled = counts["done"] + counts["failed"] + counts["cancelled"]
+        current = session.progress_fraction(*self.job.progress) if self.job is not None else 0.0
+        return min((settled + current) / total, 1.0)
+
+    @property
+    def text(self) -> str:
+        if self.state == "running" and self.item is not None and self.job is not None:
+            counts = self.queue.counts()
+            position = counts["done"] + counts["failed"] + counts["cancelled"] + 1
+            return (f"Batch {position}/{len(self.queue.items)} '{self.item.object_name}': "
+                    f"{session.progress_text(*self.job.progress)}")
+        if self.state == "error":
+            return f"Batch stopped: {self.error[1]}"
+        return f"Batch {self.state}"
+
+    @property
+    def stage(self) -> str:
+        return self.job.progress[0] if self.job is not None else ""
+
+    def start(self) -> "BatchRun":
+        self.state = "running"
+        self.queue.interrupted()
+        self._save()
+        return self
+
+    def request_cancel(self) -> None:
+        self._cancel.set()
+
+    def poll(self) -> bool:
+        if self.finished:
+            return True
+        if self._cancel.is_set() and not self._cancel_sent:
+            self._cancel_sent = True
+            self.queue.cancel_all()
+            self._save()
+            if self.job is not None:
+                self.job.cancel()
+        if self.job is not None:
+            self.job.poll()
+            if self.job.state == "running":
+                return False
+            self._settle()
+            if self.finished:
+                return True
+        if self._cancel.is_set():
+            self.state = "cancelled"
+            return True
+        item = self.queue.next_queued()
+        if item is None:
+            self.state = "done"
+            return True
+        self._begin(item)
+        return self.finished
+
+    run_blocking = AnimateRun.run_blocking
+
+    def abandon(self) -> None:
+        """Stop now: the job is told to cancel, its object goes back to the queue (Resume runs
+        it later), the queue is saved."""
+        self._cancel.set()
+        if self.job is not None and not self.job.finished:
+            self.job.cancel()
+        self.job = None
+        self.queue.interrupted()
+        self._save()
+        if not self.finished:
+            self.state = "cancelled"
+
+    def _begin(self, item) -> None:
+        self.queue.start(item)
+        self.item = item
+        obj = bpy.data.objects.get(item.object_name)
+        try:
+            if obj is None:
+                raise AnimateError("object_gone", f"object '{item.object_name}' no longer exists.")
+            (self._request,) = build_requests([obj], together=True)
+            client = self._client_factory()
+            self.job = client.submit(self._request.vertices, self._request.polygons, item.prompt,
+                                     **self.options.job_options())
+        except AnimateError as exc:
+            self._item_failed(exc.code, exc.message)
+        except BackendError as exc:
+            self._item_failed(exc.code, exc.message)
+        self._save()
+
+    def _settle(self) -> None:
+        job, item = self.job, self.item
+        self.job = None
+        if job.state == "done":
+            try:
+                frames = split_result(self._request, job.result_frames())
+                infos = write_results(frames, self.options)
+                self.warnings += [f"{item.object_name}: {w}"
+                                  for w in job.warnings + [w for i in infos for w in i.warnings]]
+                self.queue.done(item, job.seed, job.seconds)
+                self.written += 1
+            except AnimateError as exc:
+                self._item_failed(exc.code, exc.message)
+        elif job.state == "error":
+            self._item_failed(*job.error)
+        else:
+            self.queue.cancel(item, "cancelled while it ran")
+        self.item = None
+        self._save()
+
+    def _item_failed(self, code: str, message: str) -> None:
+        item = self.item
+        self.job = None
+        if code in FATAL_CODES:
+            # The same failure would hit every item: keep them all queued for Resume and stop.
+            self.queue.requeue(item, code, message)
+            self.item = None
+            self.state = "error"
+            self.error = (code, message)
+            return
+        self.queue.fail(item, code, message)
+        self.item = None

@@ -1,0 +1,148 @@
+"""3D View > Sidebar > AnimateAnyMesh: the prompt and its settings, Animate with its progress,
+the batch queue, and bake / export."""
+
+import bpy
+
+from . import blender_writeback as bw
+from . import session
+
+STATUS_ICONS = {"queued": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
+                "cancelled": "CANCEL"}
+
+
+def _progress(layout, run) -> None:
+    row = layout.row(align=True)
+    if hasattr(row, "progress"):  # Blender 4.0+
+        row.progress(factor=run.fraction, type="BAR", text=run.text)
+    else:
+        row.label(text=f"{run.text} ({run.fraction * 100:.0f}%)")
+    row.operator("animateanymesh.cancel", text="", icon="CANCEL")
+
+
+class VIEW3D_PT_animateanymesh(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "AnimateAnyMesh"
+    bl_label = "AnimateAnyMesh"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.animateanymesh
+        layout.prop(s, "prompt", text="")
+
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(s, "model")
+        if s.model == "DIRECTORY":
+            col.prop(s, "model_dir")
+        row = col.row(align=True)
+        row.prop(s, "seed")
+        row.operator("animateanymesh.new_seed", text="", icon="FILE_REFRESH")
+        col.prop(s, "guidance")
+        col.prop(s, "steps")
+        col.prop(s, "num_traj")
+        col.prop(s, "device")
+
+        col.separator()
+        col.prop(s, "frame_start")
+        col.prop(s, "timing")
+        if s.timing == "RATE":
+            col.prop(s, "frame_rate")
+        else:
+            col.prop(s, "frame_step")
+        col.prop(s, "mode")
+        col.prop(s, "keep_rest")
+        meshes = [o for o in context.selected_objects if o.type == "MESH"]
+        if len(meshes) > 1:
+            col.prop(s, "together")
+
+        layout.separator()
+        run = session.active_run()
+        if run is not None and run.kind == "animate":
+            _progress(layout, run)
+        else:
+            label = f"Animate {len(meshes)} Meshes" if len(meshes) > 1 else "Animate"
+            layout.operator("animateanymesh.animate", text=label, icon="PLAY")
+        row = layout.row(align=True)
+        row.operator("animateanymesh.remove_animation", icon="X")
+        row.operator("animateanymesh.release_memory", icon="TRASH")
+
+        obj = context.active_object
+        info = bw.animation_info(obj) if obj is not None and obj.type == "MESH" else None
+        if info is not None:
+            mode = "shape keys" if info.get("mode") == bw.MODE_SHAPE_KEYS else "point cache"
+            layout.label(text=f"{obj.name}: {info.get('num_frames')} frames as {mode}",
+                         icon="SHAPEKEY_DATA")
+
+
+class VIEW3D_PT_animateanymesh_batch(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "AnimateAnyMesh"
+    bl_label = "Batch"
+    bl_parent_id = "VIEW3D_PT_animateanymesh"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.animateanymesh
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(s, "batch_collection")
+        col.prop(s, "batch_prompt_property")
+        col.prop(s, "batch_attempts")
+
+        run = session.active_run()
+        queue = session.load_queue()
+        if run is not None and run.kind == "batch":
+            _progress(layout, run)
+        else:
+            row = layout.row(align=True)
+            row.operator("animateanymesh.animate_collection", icon="OUTLINER_COLLECTION")
+            if queue is not None and queue.next_queued() is not None:
+                row.operator("animateanymesh.animate_collection", text="Resume",
+                             icon="PLAY").resume = True
+        if queue is None or not queue.items:
+            return
+        counts = queue.counts()
+        row = layout.row()
+        row.prop(s, "show_queue", icon="TRIA_DOWN" if s.show_queue else "TRIA_RIGHT", emboss=False,
+                 text=f"Queue: {counts['done']} done, {counts['failed']} failed, "
+                      f"{counts['queued'] + counts['running']} to go")
+        if s.show_queue:
+            box = layout.box()
+            for item in queue.items:
+                row = box.row()
+                row.label(text=item.object_name, icon=STATUS_ICONS.get(item.status, "DOT"))
+                row.label(text=item.status + (f" ({item.attempts})" if item.attempts > 1 else ""))
+                if item.error and item.status != "done":
+                    sub = box.row()
+                    sub.scale_y = 0.7
+                    sub.label(text="    " + item.error[:140])
+        row = layout.row(align=True)
+        row.operator("animateanymesh.batch_cancel_all", icon="CANCEL")
+        row.operator("animateanymesh.batch_retry_failed", icon="FILE_REFRESH")
+        row.operator("animateanymesh.batch_clear", icon="TRASH")
+
+
+class VIEW3D_PT_animateanymesh_export(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "AnimateAnyMesh"
+    bl_label = "Bake / Export"
+    bl_parent_id = "VIEW3D_PT_animateanymesh"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        col = layout.column(align=True)
+        for fmt, text in (("FBX", "FBX (blend shapes)"), ("ALEMBIC", "Alembic"),
+                          ("GLB", "glTF Binary (morph targets)")):
+            col.operator("animateanymesh.export_animation", text=text,
+                         icon="EXPORT").file_format = fmt
+
+
+CLASSES = (VIEW3D_PT_animateanymesh, VIEW3D_PT_animateanymesh_batch,
+           VIEW3D_PT_animateanymesh_export)

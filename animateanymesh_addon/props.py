@@ -1,0 +1,92 @@
+"""The panel's settings, stored on the scene (`scene.animateanymesh`) so they are saved with the
+.blend and every scene keeps its own prompt and timing."""
+
+import bpy
+
+from . import batch
+
+MODEL_ITEMS = [
+    ("PREFERENCES", "Preferences", "The model chosen in the add-on preferences"),
+    ("DEFAULT", "Embedded Default", "The small model shipped with the add-on (offline)"),
+    ("OFFICIAL", "Official", "The official AnimateAnyMesh weights (download them in the preferences)"),
+    ("DIRECTORY", "Directory", "A model folder (config.json + weights), e.g. one you imported"),
+]
+DEVICE_ITEMS = [
+    ("PREFERENCES", "Preferences", "The device chosen in the add-on preferences"),
+    ("AUTO", "Auto", "The GPU when there is one, else the CPU"),
+    ("CPU", "CPU", "Always the CPU (slow but needs no GPU memory)"),
+    ("CUDA", "CUDA GPU", "An NVIDIA GPU"),
+]
+MODE_ITEMS = [
+    ("SHAPE_KEYS", "Shape Keys", "One relative shape key per frame, keyed to play in turn (exports "
+     "to FBX blend shapes and glTF morph targets)"),
+    ("POINT_CACHE", "Point Cache", "A PC2 file in the add-on's user folder played by a Mesh Cache "
+     "modifier (light .blend files; exported as shape keys when baking)"),
+]
+TIMING_ITEMS = [
+    ("STEP", "Frame Step", "Scene frames between model frames"),
+    ("RATE", "Frame Rate", "Frames per second the clip plays at, in the scene's frame rate"),
+]
+MAX_SEED = 2**31 - 1
+
+
+class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(
+        name="Prompt", description="What the mesh should do, e.g. \"a dragon flaps its wings\"",
+        default="")
+    model: bpy.props.EnumProperty(name="Model", items=MODEL_ITEMS, default="PREFERENCES")
+    model_dir: bpy.props.StringProperty(name="Model Folder", subtype="DIR_PATH",
+                                        description="A model folder holding config.json")
+    seed: bpy.props.IntProperty(name="Seed", default=1, min=0, max=MAX_SEED,
+                                description="The same seed, prompt and mesh give the same motion")
+    guidance: bpy.props.FloatProperty(
+        name="Guidance", default=0.0, min=0.0, soft_max=10.0, step=10,
+        description="How strongly the motion follows the prompt (classifier-free guidance); "
+                    "0 uses the model's default (official: 3)")
+    steps: bpy.props.IntProperty(
+        name="Steps", default=0, min=0, max=1000,
+        description="Solver steps: more is slower and smoother; 0 uses the model's default")
+    num_traj: bpy.props.IntProperty(
+        name="Tokens", default=0, min=0, max=65536,
+        description="Trajectory tokens the model uses; 0 picks them from the vertex count. Lower "
+                    "it when the GPU runs out of memory")
+    frame_start: bpy.props.IntProperty(name="Start", default=1,
+                                       description="Scene frame of the first model frame")
+    timing: bpy.props.EnumProperty(name="Timing", items=TIMING_ITEMS, default="STEP")
+    frame_step: bpy.props.FloatProperty(
+        name="Step", default=1.0, min=0.01, soft_max=10.0,
+        description="Scene frames from one model frame to the next")
+    frame_rate: bpy.props.FloatProperty(
+        name="Rate", default=16.0, min=0.1, soft_max=120.0,
+        description="Model frames per second of playback (the official clips are 16 frames)")
+    mode: bpy.props.EnumProperty(name="Write", items=MODE_ITEMS, default="SHAPE_KEYS")
+    device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="PREFERENCES")
+    keep_rest: bpy.props.BoolProperty(
+        name="Start From Rest Pose", default=True,
+        description="Shift the motion so its first frame is your mesh exactly (no jump at the start)")
+    together: bpy.props.BoolProperty(
+        name="Selected as One", default=True,
+        description="Animate all selected meshes as one scene in world space (they move together, "
+                    "as the parts of one character); off: one after the other, each on its own")
+    batch_collection: bpy.props.PointerProperty(
+        name="Collection", type=bpy.types.Collection,
+        description="Every mesh in this collection (and its children) is animated on its own")
+    batch_prompt_property: bpy.props.StringProperty(
+        name="Prompt Property", default=batch.DEFAULT_PROMPT_PROPERTY,
+        description="Custom property holding an object's own prompt; objects without it use the "
+                    "panel's prompt")
+    batch_attempts: bpy.props.IntProperty(
+        name="Attempts", default=2, min=1, max=10,
+        description="Tries per object when the backend fails on its own (it died, an internal error)")
+    show_queue: bpy.props.BoolProperty(name="Show Queue", default=True)
+
+
+CLASSES = (AnimateAnyMeshSettings,)
+
+
+def register():
+    bpy.types.Scene.animateanymesh = bpy.props.PointerProperty(type=AnimateAnyMeshSettings)
+
+
+def unregister():
+    del bpy.types.Scene.animateanymesh

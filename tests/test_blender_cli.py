@@ -1,0 +1,209 @@
+"""The headless command: `python -m animateanymesh_addon.cli animate ...` with the bpy wheel's
+Python, a real backend process and the tiny model of the parity fixtures.
+
+Each run is a separate process, exactly as a studio script would call it; the files it writes
+are checked here (GLB morph targets read from the file's JSON, PC2 frames, the contact sheet's
+pixels) and, for the .blend, by opening it in Blender again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blender_util import REPO, requires_bpy, run_in_blender
+
+MODULE = "test_blender_cli"
+pytestmark = [pytest.mark.blender, requires_bpy]
+FAST = ["--steps", "3", "--num-traj", "32", "--seed", "3"]
+BACKGROUND = (0.16, 0.16, 0.18)  # preview.BACKGROUND
+
+
+def write_obj(path: Path) -> int:
+    """A 4 x 3 grid of quads (one split into triangles) and a hexagon; returns the vertex count."""
+    nx, ny = 4, 3
+    verts = [(x * 0.5, y * 0.4, 0.05 * x * y) for y in range(ny) for x in range(nx)]
+    faces = [(y * nx + x, y * nx + x + 1, (y + 1) * nx + x + 1, (y + 1) * nx + x)
+             for y in range(ny - 1) for x in range(nx - 1)]
+    a, b, c, d = faces.pop()
+    faces += [(a, b, c), (a, c, d)]
+    base = len(verts)
+    verts += [(2.6 + 0.5 * np.cos(t), 0.4 + 0.5 * np.sin(t), 0.0)
+              for t in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
+    faces.append(tuple(range(base, base + 6)))
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts]
+    lines += ["f " + " ".join(str(i + 1) for i in f) for f in faces]
+    path.write_text("o Sheet\n" + "\n".join(lines) + "\n")
+    return len(verts)
+
+
+def run_cli(args: list, tmp_path: Path, timeout: float = 240, *, cwd: Path = REPO,
+            package: str = "animateanymesh_addon") -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["BLENDER_USER_RESOURCES"] = str(tmp_path / "blender_user")  # nothing of the developer's
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if not (REPO / ".venv").is_dir() or cwd != REPO:  # Auto finds the checkout's .venv
+        env["ANIMATEANYMESH_PYTHON"] = sys.executable
+    return subprocess.run([sys.executable, "-m", f"{package}.cli", "animate", *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def glb_json(path: Path) -> dict:
+    """The JSON chunk of a binary glTF (header, then a JSON chunk first, by the spec)."""
+    data = path.read_bytes()
+    magic, version, _length = struct.unpack_from("<4sII", data, 0)
+    assert magic == b"glTF" and version == 2
+    chunk_length, chunk_type = struct.unpack_from("<I4s", data, 12)
+    assert chunk_type == b"JSON"
+    return json.loads(data[20:20 + chunk_length])
+
+
+def test_obj_to_glb_with_a_contact_sheet(tiny_model_dir, tmp_path):
+    from PIL import Image
+
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    out, png = tmp_path / "sheet.glb", tmp_path / "sheet.png"
+    proc = run_cli([obj, "--prompt", "a flag waves in the wind", "--out", out, "--model", tiny_model_dir,
+                    *FAST, "--preview", png, "--preview-size", "64", "--preview-columns", "3",
+                    "--preview-frames", "5"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"wrote {out}" in proc.stdout and f"wrote {png}" in proc.stdout
+    assert "Animated Sheet: 16 frames on 1-16 (seed 3)" in proc.stdout
+
+    gltf = glb_json(out)
+    (mesh,) = gltf["meshes"]
+    assert len(mesh["primitives"][0]["targets"]) == 16  # a morph target per frame
+    channels = [c["target"]["path"] for a in gltf["animations"] for c in a["channels"]]
+    assert channels == ["weights"]
+
+    image = np.asarray(Image.open(png).convert("RGB"), dtype=np.float64) / 255.0
+    assert image.shape == (2 * 64, 3 * 64, 3)  # 5 tiles in 3 columns: 2 rows of 64 px
+    background = np.array(BACKGROUND)
+    for i in range(5):
+        r, c = divmod(i, 3)
+        tile = image[r * 64:(r + 1) * 64, c * 64:(c + 1) * 64]
+        covered = (np.abs(tile - background).max(-1) > 0.05).mean()
+        assert 0.05 < covered < 0.95, (i, covered)  # the mesh is in the picture, framed
+    assert np.abs(image[64:, 128:] - background).max() < 0.02  # the sixth slot stays empty
+
+
+def test_obj_to_blend_with_a_point_cache(tiny_model_dir, tmp_path):
+    from animateanymesh_addon import writeback as wb
+
+    obj = tmp_path / "sheet.obj"
+    n = write_obj(obj)
+    out = tmp_path / "scene.blend"
+    # no --python: the add-on's Auto finds this checkout's .venv, as a developer's would
+    proc = run_cli([obj, "--prompt", "a flag waves", "--out", out, "--model", tiny_model_dir, *FAST,
+                    "--mode", "pointcache", "--frame-start", "5", "--frame-step", "2"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (cache,) = (tmp_path / "scene_pointcache").glob("*.pc2")
+    frames, header = wb.read_pc2(cache)
+    assert frames.shape == (16, n, 3)
+    r = run_in_blender(MODULE, "scenario_open_result", blend=str(out))
+    assert r["filepath"] == f"//scene_pointcache/{cache.name}"
+    assert r["mode"] == "POINT_CACHE" and (r["frame_start"], r["frame_step"]) == (5.0, 2.0)
+    np.testing.assert_allclose(r["at_7"], frames[1], rtol=0, atol=1e-5)  # frame 7 = sample 1
+
+
+def scenario_open_result(blend: str) -> dict:
+    import bpy
+
+    from blender_util import evaluated_positions
+
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    obj = bpy.data.objects["Sheet"]
+    record = obj["animateanymesh"].to_dict()
+    return {"filepath": obj.modifiers[0].filepath, "mode": record["mode"],
+            "frame_start": record["frame_start"], "frame_step": record["frame_step"],
+            "at_7": evaluated_positions(obj, 7).tolist()}
+
+
+def scenario_make_blend(path: str, obj_path: str) -> None:
+    """A .blend with a collection of two meshes, one with its own prompt, and a camera."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.obj_import(filepath=obj_path)
+    sheet = bpy.data.objects["Sheet"]
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    twin = sheet.copy()
+    twin.data = sheet.data.copy()
+    twin.name = "Twin"
+    twin.location.x += 4
+    twin["aam_prompt"] = "a twin sways"
+    for o in (sheet, twin):
+        for c in o.users_collection:
+            c.objects.unlink(o)
+        props.objects.link(o)
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+
+
+def test_blend_collection_to_fbx(tiny_model_dir, tmp_path):
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    blend = tmp_path / "props.blend"
+    run_in_blender(MODULE, "scenario_make_blend", path=str(blend), obj_path=str(obj))
+    out = tmp_path / "props.fbx"
+    proc = run_cli([blend, "--collection", "Props", "--prompt", "a sheet flaps", "--out", out,
+                    "--model", tiny_model_dir, "--python", sys.executable, *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Batch: 2 done, 0 failed" in proc.stdout
+    assert "  Sheet: done" in proc.stdout and "  Twin: done" in proc.stdout
+    assert out.is_file() and out.stat().st_size > 1000
+
+
+def scenario_install(zip_path: str) -> None:
+    import bpy
+
+    assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default") == {"FINISHED"}
+
+
+def test_runs_from_the_installed_extension_folder(tiny_model_dir, tmp_path):
+    """Studios run the installed copy: `python -m animateanymesh.cli` from the extension
+    folder; it shares the extension's user folder (models, backend env, logs) with the UI."""
+    dist = tmp_path / "dist"
+    build = subprocess.run([sys.executable, str(REPO / "build.py"), "--out-dir", str(dist)],
+                           capture_output=True, text=True, cwd=REPO)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (zip_path,) = dist.glob("*.zip")
+    user = tmp_path / "blender_user"
+    run_in_blender(MODULE, "scenario_install", zip_path=str(zip_path),
+                   env={"BLENDER_USER_RESOURCES": str(user)})
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    out = tmp_path / "sheet.abc"
+    proc = run_cli([obj, "--prompt", "a flag waves", "--out", out, "--model", tiny_model_dir, *FAST],
+                   tmp_path, cwd=user / "extensions" / "user_default", package="animateanymesh")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.is_file() and "module changed on disk" not in proc.stdout + proc.stderr
+    log = user / "extensions" / ".user" / "user_default" / "animateanymesh" / "logs" / "backend.log"
+    assert "backend start" in log.read_text()
+
+
+def test_user_errors_exit_2_with_the_fix(tiny_model_dir, tmp_path):
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    cases = [
+        ([tmp_path / "missing.obj", "--prompt", "x", "--out", tmp_path / "o.glb"], "does not exist"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.txt"], "--out must end in"),
+        ([obj, "--prompt", " ", "--out", tmp_path / "o.glb"], "--prompt is empty"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--model", tmp_path / "nope"],
+         "not default, official, or an existing folder"),
+        # judged after the file is open: Blender runs, no backend starts
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--objects", "Nope"],
+         "no object named Nope in sheet.obj; meshes: Sheet"),
+    ]
+    for args, expected in cases:
+        proc = run_cli(args, tmp_path, timeout=60)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

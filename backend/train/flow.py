@@ -127,10 +127,7 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     text_encoder = build_text_encoder("minilm", max_tokens=MINILM_TOKENS)
     captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs])
     flow = DyMeshMMDiT(cfg.flow, text_encoder.width).to(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    trainer = Trainer(out_dir, flow, cfg.optim)
+    trainer = Trainer(out_dir, flow, cfg.optim, run_config=cfg)
     trainer.resume(generator)
 
     def step(_):
@@ -145,7 +142,7 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
 
     trainer.run(step, generator)
     flow.cpu()
-    model_dir = out_dir / "model"
+    model_dir = Path(out_dir) / "model"
     export_model(model_dir, vae, flow, stats, cfg, text_encoder.width)
     print(f"wrote model directory {model_dir}", file=sys.stderr)
     return model_dir

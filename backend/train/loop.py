@@ -80,11 +80,14 @@ class Trainer:
     stopped resumes where it left off and gives the same numbers as an uninterrupted run.
     """
 
-    def __init__(self, out_dir: Path, model: torch.nn.Module, cfg: OptimConfig, params=None):
+    def __init__(self, out_dir: Path, model: torch.nn.Module, cfg: OptimConfig, run_config=None):
+        """run_config: the whole training config dataclass, written as train_config.json."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if run_config is not None:
+            (self.out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(run_config), indent=2))
         self.model, self.cfg = model, cfg
-        self.optimizer = torch.optim.AdamW(params if params is not None else model.parameters(),
+        self.optimizer = torch.optim.AdamW(model.parameters(),
                                            lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
         self.step = 0
         self.log_path = self.out_dir / "log.jsonl"

@@ -67,10 +67,7 @@ def train_vae(data_dir: Path, out_dir: Path, cfg: VAETrainConfig) -> Path:
     device = pick_device(cfg.optim.device)
     samples = load_prepared(data_dir, cfg.vae.T)
     vae = DyMeshVAE(cfg.vae).to(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    trainer = Trainer(out_dir, vae, cfg.optim)
+    trainer = Trainer(out_dir, vae, cfg.optim, run_config=cfg)
     trainer.resume(generator)
 
     def step(_):

@@ -136,7 +136,7 @@ def run_bench(sizes, *, device="auto", dense_up_to=20000, num_traj=None, threads
             padded = max(n, 4096)
             if dense and (n > dense_up_to or padded * padded * 5 > DENSE_BUDGET_BYTES):
                 rows.append({"n": n, "path": "dense", "skipped": f"needs ~{padded * padded * 5 / 2**30:.0f} GB "
-                             "for its N x N mask alone" if n > dense_up_to else "over budget"})
+                             "for its N x N mask and scores" if n > dense_up_to else "over budget"})
                 continue
             cmd = [sys.executable, "-m", "backend.bench", json.dumps(
                 {"n": n, "dense": dense, "device": device, "num_traj": num_traj})]

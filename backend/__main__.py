@@ -19,11 +19,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        import torch
-
-        # Values in float32's denormal range (underflowing attention weights, squared differences
-        # of near-identical features) run ~50x slower on x86 (measured on FPS) and carry nothing.
-        torch.set_flush_denormal(True)
         return args.run(args) or 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -128,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def flush_denormals() -> None:
+    """For the commands that run the networks: values in float32's denormal range (underflowing
+    attention weights, squared differences of near-identical features) run ~50x slower on x86
+    and carry nothing. Not for dataset writing, whose numpy results must stay bit-reproducible."""
+    import torch
+
+    torch.set_flush_denormal(True)
+
+
 class ConsoleProgress:
     """Stage lines, plus a bar for the sampler's evaluations (stderr, so stdout stays clean)."""
 
@@ -150,6 +154,7 @@ class ConsoleProgress:
 
 
 def cmd_animate(args) -> int:
+    flush_denormals()
     import numpy as np
 
     from .mesh import triangulate
@@ -223,6 +228,7 @@ def cmd_make_dataset(args) -> int:
 
 
 def cmd_train(args) -> int:
+    flush_denormals()
     import json
 
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -241,6 +247,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    flush_denormals()
     from .train.flow import compute_stats
 
     compute_stats(args.vae, args.data, args.out)
@@ -248,6 +255,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    flush_denormals()
     from .evaluate import evaluate, format_report
     from .model_manager import resolve_model
 
@@ -257,6 +265,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    flush_denormals()
     from .bench import run_bench
 
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -179,5 +179,8 @@ def format_table(rows) -> str:
 
 
 if __name__ == "__main__":
+    import torch
+
+    torch.set_flush_denormal(True)  # as the CLI and the server run the models
     spec = json.loads(sys.argv[1])
     print(json.dumps(measure_one(spec["n"], spec["dense"], spec["device"], spec["num_traj"])))

@@ -8,11 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/default_model_run}
-VAE_MIN=${2:-40}
-FLOW_MIN=${3:-35}
+VAE_MIN=${2:-45}
+FLOW_MIN=${3:-32}
 DEVICE=${4:-auto}
 VAE_STEPS=${VAE_STEPS:-4000}
-FLOW_STEPS=${FLOW_STEPS:-4000}
+FLOW_STEPS=${FLOW_STEPS:-3000}
 PY=.venv/bin/python
 mkdir -p "$WORK"
 
@@ -21,11 +21,11 @@ mkdir -p "$WORK"
 [ -f "$WORK/eval/dataset.json" ] || $PY -m backend make-dataset --out "$WORK/eval" --count 270 --seed 2 --split eval --max-vertices 800
 
 # 2. the VAE, then its latent statistics, then the text-conditioned flow model
-$PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --steps "$VAE_STEPS" --batch-size 8 --lr 5e-4 \
-    --max-minutes "$VAE_MIN" --device "$DEVICE"
+$PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config configs/default_vae.json \
+    --steps "$VAE_STEPS" --max-minutes "$VAE_MIN" --device "$DEVICE"
 $PY -m backend train stats --vae "$WORK/vae" --data "$WORK/train"
-$PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$WORK/flow" --steps "$FLOW_STEPS" \
-    --batch-size 32 --lr 3e-4 --max-minutes "$FLOW_MIN" --device "$DEVICE"
+$PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$WORK/flow" --config configs/default_flow.json \
+    --steps "$FLOW_STEPS" --max-minutes "$FLOW_MIN" --device "$DEVICE"
 
 # 3. evaluation on held-out meshes and paraphrases
 $PY -m backend eval --model "$WORK/flow/model" --data "$WORK/eval" --limit 108 | tee "$WORK/eval.md"

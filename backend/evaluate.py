@@ -68,22 +68,23 @@ class MotionClassifier(nn.Module):
         self.point = nn.Sequential(nn.Linear(3 + 3 * frames, width), nn.GELU(), nn.Linear(width, width), nn.GELU())
         self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, families))
 
-    def forward(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        pooled = []
-        for clip in clips:  # (T, N, 3), normalised
-            offsets = (clip - clip[:1]).permute(1, 0, 2).flatten(1)
-            h = self.point(torch.cat([clip[0], offsets * 10.0], dim=-1))
-            pooled.append(torch.cat([h.mean(0), h.max(0).values]))
-        return self.head(torch.stack(pooled))
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips: (B, T, P, 3) normalised, P points sampled from each mesh."""
+        offsets = (clips - clips[:, :1]).permute(0, 2, 1, 3).flatten(2)
+        h = self.point(torch.cat([clips[:, 0], offsets * 10.0], dim=-1))  # (B, P, width)
+        return self.head(torch.cat([h.mean(1), h.max(1).values], dim=-1))
 
 
-def subsample(clip: np.ndarray, rng: np.random.Generator, n: int = 512) -> torch.Tensor:
-    if clip.shape[1] > n:
-        clip = clip[:, np.sort(rng.choice(clip.shape[1], n, replace=False))]
-    return torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+def subsample(clips, rng: np.random.Generator, n: int = 512) -> torch.Tensor:
+    """The same number of vertices from every clip (without replacement when there are enough)."""
+    out = []
+    for clip in clips:
+        rows = rng.choice(clip.shape[1], n, replace=clip.shape[1] < n)
+        out.append(clip[:, np.sort(rows)])
+    return torch.from_numpy(np.ascontiguousarray(np.stack(out), dtype=np.float32))
 
 
-def train_classifier(clips, labels, families: int, seed: int = 0, steps: int = 600) -> MotionClassifier:
+def train_classifier(clips, labels, families: int, seed: int = 0, steps: int = 300) -> MotionClassifier:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = MotionClassifier(clips[0].shape[0], families)
@@ -91,7 +92,7 @@ def train_classifier(clips, labels, families: int, seed: int = 0, steps: int = 6
     y = torch.tensor(labels)
     for step in range(steps):
         pick = rng.choice(len(clips), min(32, len(clips)), replace=False)
-        batch = [subsample(clips[i], rng, 256) for i in pick]
+        batch = subsample([clips[i] for i in pick], rng, 128)
         loss = nn.functional.cross_entropy(model(batch), y[pick])
         opt.zero_grad()
         loss.backward()
@@ -102,7 +103,7 @@ def train_classifier(clips, labels, families: int, seed: int = 0, steps: int = 6
 @torch.no_grad()
 def classify(model: MotionClassifier, clips, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.array([int(model([subsample(c, rng)]).argmax()) for c in clips])
+    return np.array([int(model(subsample([c], rng)).argmax()) for c in clips])
 
 
 # ----------------------------------------------------------------------------- the evaluation
@@ -125,7 +126,7 @@ class Report:
 
 
 def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: int = 0,
-             steps: int | None = None) -> Report:
+             steps: int | None = None, classifier_steps: int = 300) -> Report:
     from .data.shards import iter_dataset
 
     model = load_model(model_dir)
@@ -149,7 +150,7 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         print(f"[eval] {i + 1}/{len(samples)} {s.family}: '{caption}'", file=sys.stderr, flush=True)
 
     labels = np.array([label[s.family] for s in samples])
-    classifier = train_classifier(gt, labels, len(families), seed)
+    classifier = train_classifier(gt, labels, len(families), seed, classifier_steps)
     predicted = classify(classifier, gen, seed)
     static = [np.repeat(g[:1], g.shape[0], axis=0) for g in gt]
     random_other = [gt[int(rng.integers(len(gt)))] for _ in gt]
@@ -166,7 +167,7 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         accuracy=float((predicted == labels).mean()),
         accuracy_no_motion=float((classify(classifier, static, seed) == labels).mean()),
         accuracy_random_family=float((classify(classifier, random_other, seed) == labels).mean()),
-        classifier_cv_accuracy=cross_validated_accuracy(gt, labels, len(families), seed),
+        classifier_cv_accuracy=cross_validated_accuracy(gt, labels, len(families), seed, classifier_steps),
         amplitude_ratio=_ratio([amplitude(g) for g in gen], [amplitude(g) for g in gt]),
         jerk_ratio=_ratio([jerk(g) for g in gen], [jerk(g) for g in gt]),
         edge_distortion_pct=100 * float(np.mean([edge_distortion(g, e) for g, e in zip(gen, edges_all)])),
@@ -197,14 +198,14 @@ def reconstruction_error(model, frames_n: np.ndarray, faces, seed: int) -> np.nd
     return 100 * err.ravel() / bbox_diagonal(frames_n[0])
 
 
-def cross_validated_accuracy(clips, labels, families: int, seed: int, folds: int = 4) -> float:
+def cross_validated_accuracy(clips, labels, families: int, seed: int, steps: int = 300, folds: int = 4) -> float:
     """How reliable the judge is: its accuracy on ground-truth clips it did not train on."""
     order = np.random.default_rng(seed).permutation(len(clips))
     correct = 0
     for f in range(folds):
         test = order[f::folds]
         train = np.setdiff1d(order, test)
-        clf = train_classifier([clips[i] for i in train], labels[train], families, seed)
+        clf = train_classifier([clips[i] for i in train], labels[train], families, seed, steps)
         correct += int((classify(clf, [clips[i] for i in test], seed) == labels[test]).sum())
     return correct / len(clips)
 

@@ -91,6 +91,20 @@ def test_partial_json_config_keeps_the_small_model_defaults():
         VAETrainConfig.from_dict({"optim": {"nonsense": 1}})
 
 
+def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
+    from backend.evaluate import evaluate, format_report
+
+    cfg = FlowTrainConfig(flow=FlowConfig(width=32, layers=1, heads=2),
+                          optim=OptimConfig(steps=4, batch_size=4, warmup_steps=1, log_every=2, threads=1))
+    model_dir = train_flow(vae_run, dataset, tmp_path / "flow", cfg)
+    report = evaluate(model_dir, dataset, limit=8, steps=3, classifier_steps=20)
+    assert report.n_samples == 8 and 0 <= report.accuracy <= 1
+    assert report.recon_mean_pct > 0 and report.amplitude_ratio > 0 and report.jerk_ratio > 0
+    table = format_report(report)
+    assert "text-motion top-1 accuracy" in table and "no motion" in table
+    assert sum(row["n"] for row in report.per_family.values()) == 8
+
+
 def test_learning_rate_warms_up_then_decays():
     cfg = OptimConfig(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     rates = [lr_at(s, cfg) for s in range(100)]

@@ -28,4 +28,4 @@ $PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$WORK/fl
     --steps "$FLOW_STEPS" --max-minutes "$FLOW_MIN" --device "$DEVICE"
 
 # 3. evaluation on held-out meshes and paraphrases
-$PY -m backend eval --model "$WORK/flow/model" --data "$WORK/eval" --limit 108 | tee "$WORK/eval.md"
+$PY -m backend eval --model "$WORK/flow/model" --data "$WORK/eval" --limit 54 | tee "$WORK/eval.md"

@@ -133,7 +133,8 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
     everything = list(iter_dataset(Path(data_dir)))
     samples = everything[:limit] if limit else everything
     # The judge learns from ground-truth clips of *other* held-out samples when the folder has
-    # more than we evaluate, so it never saw the meshes it labels.
+    # more than we evaluate (and they cover every evaluated family), so it never saw the meshes
+    # it labels; otherwise it is trained on the evaluated clips and rated by cross-validation.
     judge_pool = [s for s in everything[len(samples):] if s.family]
     families = sorted({s.family for s in samples if s.family})
     label = {f: i for i, f in enumerate(families)}
@@ -152,8 +153,8 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         print(f"[eval] {i + 1}/{len(samples)} {s.family}: '{caption}'", file=sys.stderr, flush=True)
 
     labels = np.array([label[s.family] for s in samples])
-    if judge_pool:
-        pool = [s for s in judge_pool if s.family in label]
+    pool = [s for s in judge_pool if s.family in label]
+    if {s.family for s in pool} == set(families):  # the pool teaches every evaluated family
         pool_clips = [normalised(s.frames, *meshprep.normalize(s.frames[0].astype(np.float32))) for s in pool]
         classifier = train_classifier(pool_clips, np.array([label[s.family] for s in pool]), len(families),
                                       seed, classifier_steps)

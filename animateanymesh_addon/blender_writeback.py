@@ -51,7 +51,7 @@ class WritebackInfo:
 
 # ------------------------------------------------------------------------------ checks
 
-def _check_object(obj) -> None:
+def check_object(obj) -> None:
     if obj is None or getattr(obj, "type", None) != "MESH":
         kind = getattr(obj, "type", type(obj).__name__)
         raise wb.WritebackError(f"only mesh objects can be animated, got {kind}. Fix: select a "
@@ -183,7 +183,7 @@ def _key_fcurves(fcurves, names: set[str]):
 
 # ------------------------------------------------------------------------------ shape keys
 
-def _check_shape_keys_writable(obj) -> None:
+def check_shape_keys_writable(obj) -> None:
     """Refuse before changing anything, so a refusal never leaves half a result behind."""
     key = obj.data.shape_keys
     if key is None:
@@ -201,7 +201,7 @@ def add_shape_key_animation(obj, frames: np.ndarray, timeline: wb.Timeline, pref
                             interpolation: str) -> dict:
     """Add one relative key per frame plus their keyframes, without touching any record;
     returns what was created (key names, whether Basis / the action were created)."""
-    _check_shape_keys_writable(obj)
+    check_shape_keys_writable(obj)
     mesh = obj.data
     created_basis = mesh.shape_keys is None
     if created_basis:
@@ -286,14 +286,14 @@ def write_shape_keys(obj, frames, frame_start: float = 1.0, frame_step: float = 
     Replaces a previous AnimateAnyMesh result on `obj` (either mode). anchor_rest=True shifts the
     trajectories so frame 0 is exactly the current rest shape (see writeback.anchor_to_rest).
     """
-    _check_object(obj)
+    check_object(obj)
     if interpolation not in wb.INTERPOLATIONS:
         raise wb.WritebackError(f"interpolation must be one of {wb.INTERPOLATIONS}, got "
                                 f"{interpolation!r}.")
     wb.shape_key_names(name_prefix, 1)  # validates the prefix before anything changes
     timeline = _timeline(frame_start, frame_step)
     f = _prepared_frames(obj, frames, anchor_rest)
-    _check_shape_keys_writable(obj)
+    check_shape_keys_writable(obj)
     warnings = []
     if obj.data.users > 1:
         warnings.append(f"mesh '{obj.data.name}' is shared by {obj.data.users} users; all of them "
@@ -326,7 +326,7 @@ def write_point_cache(obj, frames, folder, frame_start: float = 1.0, frame_step:
     Each call writes a new file name: undo may bring back an earlier modifier, which must still
     find its own file. `delete_unused_point_caches(folder)` removes files nothing points at.
     """
-    _check_object(obj)
+    check_object(obj)
     if interpolation not in wb.INTERPOLATIONS:
         raise wb.WritebackError(f"interpolation must be one of {wb.INTERPOLATIONS}, got "
                                 f"{interpolation!r}.")
@@ -420,7 +420,7 @@ def delete_unused_point_caches(folder) -> list[Path]:
 def remove_animation(obj) -> bool:
     """Remove our result from `obj` (keys, keyframes, our action if empty, Basis if we added it,
     or the Mesh Cache modifier) and its record. Returns True when anything was removed."""
-    _check_object(obj)
+    check_object(obj)
     record = animation_info(obj)
     if record is None:
         return False

@@ -119,7 +119,7 @@ def check_animatable(obj) -> None:
         raise AnimateError("bad_input", f"'{getattr(obj, 'name', obj)}' is not a mesh object: only "
                            "meshes can be animated. Fix: select mesh objects.")
     try:
-        bw._check_object(obj)  # linked data, edit mode
+        bw.check_object(obj)  # linked data, edit mode
     except wb.WritebackError as exc:
         raise AnimateError("bad_input", str(exc)) from None
     if len(obj.data.vertices) == 0:
@@ -193,10 +193,10 @@ def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
             raise AnimateError("object_gone", f"'{name}' was deleted or renamed while it was being "
                                "animated: animate it again.")
         try:
-            bw._check_object(obj)
+            bw.check_object(obj)
             f = wb.as_frames(frames, len(obj.data.vertices))
             if options.mode == "SHAPE_KEYS":
-                bw._check_shape_keys_writable(obj)
+                bw.check_shape_keys_writable(obj)
         except wb.WritebackError as exc:
             raise AnimateError("writeback", str(exc)) from None
         targets.append((obj, f))

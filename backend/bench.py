@@ -51,7 +51,7 @@ def measure_one(n: int, dense: bool, device: str, num_traj: int | None) -> dict:
     from .models.flow import DyMeshMMDiT
     from .models.fps import sample_token_indices
     from .models.vae import DyMeshVAE
-    from .pipeline import default_num_tokens, pick_device
+    from .pipeline import default_num_tokens, pick_device, weighted_padding
 
     dev = pick_device(device)
     torch.manual_seed(0)
@@ -73,18 +73,13 @@ def measure_one(n: int, dense: bool, device: str, num_traj: int | None) -> dict:
 
     context = _dense_context(dense)
     with torch.inference_mode(), context:
-        rest = torch.from_numpy(prep.normalized).to(dev)[None]
+        rest = torch.from_numpy(prep.normalized).to(dev)
         edges = torch.from_numpy(prep.edges).to(dev)
-        key_bias = None
         if dense:  # the official way: real zero rows up to 4096, dense mask inside the patch
-            pad = max(4096 - u, 0)
-            rest = torch.cat([rest, torch.zeros(1, pad, 3, device=dev)], 1)
+            rest, key_bias = torch.cat([rest, rest.new_zeros(max(4096 - u, 0), 3)]), None
         else:
-            pad = max(4096 - u, 0)
-            if pad:
-                rest = torch.cat([rest, torch.zeros(1, 1, 3, device=dev)], 1)
-                key_bias = torch.zeros(1, 1, 1, u + 1, device=dev)
-                key_bias[..., -1] = math.log(pad)
+            rest, key_bias = weighted_padding(rest, 4096)
+        rest = rest[None]
         sync()
         t = time.perf_counter()
         feats = vae.vertex_features(rest, edges)

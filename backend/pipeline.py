@@ -104,15 +104,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     rest = torch.from_numpy(np.ascontiguousarray(prep.normalized, dtype=np.float32))
     edges = torch.from_numpy(np.ascontiguousarray(prep.edges, dtype=np.int64)).reshape(-1, 2)
 
-    # The official script pads every mesh with zero vertices up to pad_to rows; they act as
-    # identical keys in the encoder attention. One zero row whose logit carries log(count)
-    # has exactly the same effect.
-    n_pad = max(cfg.compat.pad_to - n, 0)
-    key_bias = None
-    if n_pad:
-        rest = torch.cat([rest, torch.zeros(1, 3)])
-        key_bias = torch.zeros(1, 1, 1, n + 1)
-        key_bias[..., -1] = math.log(n_pad)
+    rest, key_bias = weighted_padding(rest, cfg.compat.pad_to)
 
     autocast = _autocast(dev, precision)
     with torch.inference_mode(), autocast:
@@ -165,6 +157,23 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
                         "or use precision fp32.", code="numerical")
     return AnimationResult(result.astype(np.float32), int(seed), warnings, timings, k)
+
+
+def weighted_padding(rest: torch.Tensor, pad_to: int):
+    """The official zero-padding up to `pad_to` rows, at the cost of one row.
+
+    The official script pads every mesh with zero vertices up to pad_to rows; they act as
+    identical keys in the encoder attention. One zero row whose logit carries log(count) has
+    exactly the same effect. rest: (N, 3) -> (rest with the row, key bias (1, 1, 1, N + 1))
+    or (rest, None) when no padding applies.
+    """
+    n = rest.shape[0]
+    n_pad = max(pad_to - n, 0)
+    if not n_pad:
+        return rest, None
+    key_bias = torch.zeros(1, 1, 1, n + 1, device=rest.device)
+    key_bias[..., -1] = math.log(n_pad)
+    return torch.cat([rest, rest.new_zeros(1, 3)]), key_bias
 
 
 def _autocast(device: torch.device, precision: str):

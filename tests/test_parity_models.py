@@ -12,6 +12,7 @@ from backend.errors import CheckpointError
 from backend.models.flow import DyMeshMMDiT
 from backend.models.fps import farthest_point_sampling, fill_token_indices
 from backend.models.vae import DyMeshVAE
+from backend.pipeline import weighted_padding
 from backend.sampling import rescale, sample_trajectory_latent, time_grid, unscale
 from dense_reference import dense_reference
 
@@ -113,9 +114,9 @@ def test_one_weighted_zero_row_reproduces_official_zero_padding(vae, load_fixtur
     """205 vertices + one zero row whose logit carries log(51) == the official 256 padded rows."""
     c = load_fixture(case)
     n = int(c["valid_length"][0])
+    rest, bias = weighted_padding(c["pc"][0, 0, :n], 256)  # what the pipeline does
+    assert rest.shape == (n + 1, 3) and bias[..., -1].item() == pytest.approx(math.log(256 - n))
     pc = torch.cat([c["pc"][:, :, :n], torch.zeros(1, 16, 1, 3)], dim=2)
-    bias = torch.zeros(1, 1, 1, n + 1)
-    bias[..., -1] = math.log(256 - n)
     with torch.no_grad():
         enc = vae.encode(pc, c["adjacency_edges"], c["fps_idx"], key_bias=bias)
     close(enc.x0, c["x0"])

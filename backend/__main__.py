@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                          ("threads", int), ("max-minutes", float)):
             tp.add_argument(f"--{opt}", type=typ, default=None)
         tp.add_argument("--device", default=None)
+        tp.add_argument("--init", type=Path, default=None,
+                        help="start from the weights of this earlier run folder (fresh optimizer and schedule)")
         tp.set_defaults(run=cmd_train, what=what)
     ts = tsub.add_parser("stats", help="latent statistics of a trained VAE over a dataset")
     ts.add_argument("--vae", type=Path, required=True)
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate on at most this many samples")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--cache", default=None)
+    e.add_argument("--judge-steps", type=int, default=3000, help="training steps of the motion-family judge")
+    e.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     e.set_defaults(run=cmd_eval)
 
     b = sub.add_parser("bench", help="time and memory of each stage at several mesh sizes")
@@ -241,11 +245,11 @@ def cmd_train(args) -> int:
     if args.what == "vae":
         from .train.vae import VAETrainConfig, train_vae
 
-        train_vae(args.data, args.out, VAETrainConfig.from_dict(values))
+        train_vae(args.data, args.out, VAETrainConfig.from_dict(values), args.init)
     else:
         from .train.flow import FlowTrainConfig, train_flow
 
-        train_flow(args.vae, args.data, args.out, FlowTrainConfig.from_dict(values), args.stats)
+        train_flow(args.vae, args.data, args.out, FlowTrainConfig.from_dict(values), args.stats, args.init)
     return 0
 
 
@@ -262,7 +266,8 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate, format_report
     from .model_manager import resolve_model
 
-    report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed)
+    report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
+                      classifier_steps=args.judge_steps, guidance=args.guidance)
     print(format_report(report))
     return 0
 

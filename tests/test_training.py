@@ -123,3 +123,47 @@ def test_motion_metrics_on_known_clips():
     assert edge_distortion(translate, edges) == pytest.approx(0.0, abs=1e-12)
     grow = rest[None] * (1 + 0.1 * t)                                 # uniform scale
     assert edge_distortion(grow, edges) == pytest.approx(0.75)
+
+
+def test_mean_decoding_loss_is_reported_and_added(dataset):
+    from backend.train.batching import collate
+    from backend.train.data import load_prepared
+    from backend.train.vae import vae_loss
+    from backend.models.vae import DyMeshVAE
+
+    torch.manual_seed(0)
+    vae = DyMeshVAE(TINY_VAE)
+    batch = collate(load_prepared(dataset, 16)[:3])
+    plain = vae_loss(vae, batch, 32, 1e-4, torch.Generator().manual_seed(1), 64)
+    both = vae_loss(vae, batch, 32, 1e-4, torch.Generator().manual_seed(1), 64, mean_decode_weight=0.5)
+    assert "recon_mean" not in plain and both["recon_mean"] > 0
+    # Same generator seed: same tokens, same posterior draw, so the only difference is the new term.
+    torch.testing.assert_close(both["loss"], plain["loss"] + 0.5 * both["recon_mean"])
+
+
+def test_second_stage_starts_from_an_earlier_run(tmp_path, dataset, vae_run):
+    from safetensors.torch import load_file
+
+    from backend.errors import UserError
+    from backend.train.loop import Trainer
+    from backend.models.vae import DyMeshVAE
+
+    fresh = DyMeshVAE(TINY_VAE)
+    Trainer(tmp_path / "stage2", fresh, OptimConfig()).initialise_from(vae_run)
+    finished = load_file(str(vae_run / "vae.safetensors"))
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, finished[key])
+
+    other = DyMeshVAE(VAEConfig(enc_depth=1, dec_depth=1, dim=16, latent_dim=8, heads=2, dim_head=8, T=16,
+                                num_traj=32, token_sampling="positions"))
+    with pytest.raises(UserError, match="do not fit"):
+        Trainer(tmp_path / "x", other, OptimConfig()).initialise_from(vae_run)
+    with pytest.raises(UserError, match="no state.pt"):
+        Trainer(tmp_path / "y", fresh, OptimConfig()).initialise_from(tmp_path / "nowhere")
+
+    # Through the training entry point: a 2-step second stage with the mean-decoding loss.
+    cfg = VAETrainConfig(vae=TINY_VAE, optim=OptimConfig(steps=2, batch_size=2, warmup_steps=1, log_every=1,
+                                                         threads=1), decode_vertices=32, mean_decode_weight=1.0)
+    train_vae(dataset, tmp_path / "stage2_run", cfg, init_from=vae_run)
+    rows = [json.loads(line) for line in (tmp_path / "stage2_run" / "log.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 1 and "recon_mean" in rows[0]

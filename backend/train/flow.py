@@ -107,7 +107,7 @@ def flow_loss(flow: DyMeshMMDiT, x1: torch.Tensor, text: torch.Tensor, keep: tor
 
 
 def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfig,
-               stats_path: Path | None = None) -> Path:
+               stats_path: Path | None = None, init_from: Path | None = None) -> Path:
     from ..models.text import build_text_encoder
     from ..sampling import rescale
 
@@ -128,7 +128,8 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs])
     flow = DyMeshMMDiT(cfg.flow, text_encoder.width).to(device)
     trainer = Trainer(out_dir, flow, cfg.optim, run_config=cfg)
-    trainer.resume(generator)
+    if not trainer.resume(generator) and init_from is not None:
+        trainer.initialise_from(init_from)
 
     def step(_):
         pick = torch.randint(len(encoded.x0), (cfg.optim.batch_size,), generator=generator)

@@ -108,6 +108,22 @@ class Trainer:
         print(f"resumed at step {self.step} from {self.state_path}", file=sys.stderr)
         return True
 
+    def initialise_from(self, run_dir: Path) -> None:
+        """Start from the weights of another run (its state.pt) with a fresh optimizer and schedule:
+        a second, longer stage of training that may change the loss or the data."""
+        from ..errors import UserError
+
+        source = Path(run_dir) / "state.pt"
+        if not source.is_file():
+            raise UserError(f"--init {run_dir}: no state.pt there; pass the folder of an earlier training run.")
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise UserError(f"--init {run_dir}: its weights do not fit this config ({str(exc).splitlines()[0]}); "
+                            "use the same model sizes as that run.") from None
+        print(f"initialised from {source} (step {int(state['step'])} there)", file=sys.stderr)
+
     def save(self, generator: torch.Generator):
         # All randomness of a run flows from torch's global RNG and `generator` (no numpy RNG).
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

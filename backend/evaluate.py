@@ -118,6 +118,7 @@ class Report:
     accuracy_no_motion: float
     accuracy_random_family: float
     judge_accuracy: float
+    judge_pool: int  # ground-truth clips the judge learned from (0: cross-validated on the evaluated ones)
     amplitude_ratio: float
     jerk_ratio: float
     edge_distortion_pct: float
@@ -126,7 +127,7 @@ class Report:
 
 
 def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: int = 0,
-             steps: int | None = None, classifier_steps: int = 300) -> Report:
+             steps: int | None = None, classifier_steps: int = 3000, guidance: float | None = None) -> Report:
     from .data.shards import iter_dataset
 
     model = load_model(model_dir)
@@ -146,7 +147,7 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         gt_n = normalised(s.frames, center, denom)
         recon_errors.append(reconstruction_error(model, gt_n, s.faces, seed))
         caption = s.captions[int(rng.integers(len(s.captions)))]
-        result = animate(s.frames[0], s.faces, caption, model=model, seed=seed + i, steps=steps)
+        result = animate(s.frames[0], s.faces, caption, model=model, seed=seed + i, steps=steps, guidance=guidance)
         gt.append(gt_n)
         gen.append(normalised(result.frames, center, denom))
         edges_all.append(meshprep.adjacency_edges(np.asarray(s.faces).reshape(-1, 3), s.frames.shape[1]))
@@ -159,7 +160,9 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         classifier = train_classifier(pool_clips, np.array([label[s.family] for s in pool]), len(families),
                                       seed, classifier_steps)
         judge_accuracy = float((classify(classifier, gt, seed) == labels).mean())
+        judge_pool = len(pool)
     else:
+        judge_pool = 0
         classifier = train_classifier(gt, labels, len(families), seed, classifier_steps)
         judge_accuracy = cross_validated_accuracy(gt, labels, len(families), seed, classifier_steps)
     predicted = classify(classifier, gen, seed)
@@ -178,7 +181,7 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         accuracy=float((predicted == labels).mean()),
         accuracy_no_motion=float((classify(classifier, static, seed) == labels).mean()),
         accuracy_random_family=float((classify(classifier, random_other, seed) == labels).mean()),
-        judge_accuracy=judge_accuracy,
+        judge_accuracy=judge_accuracy, judge_pool=judge_pool,
         amplitude_ratio=_ratio([amplitude(g) for g in gen], [amplitude(g) for g in gt]),
         jerk_ratio=_ratio([jerk(g) for g in gen], [jerk(g) for g in gt]),
         edge_distortion_pct=100 * float(np.mean([edge_distortion(g, e) for g, e in zip(gen, edges_all)])),
@@ -222,7 +225,9 @@ def cross_validated_accuracy(clips, labels, families: int, seed: int, steps: int
 
 
 def format_report(r: Report) -> str:
-    lines = [f"model: {r.model}   held-out samples: {r.n_samples}", "",
+    judge = (f"judge learned from {r.judge_pool} other held-out clips" if r.judge_pool
+             else "judge cross-validated on the evaluated clips")
+    lines = [f"model: {r.model}   held-out samples: {r.n_samples}   {judge}", "",
              "| metric | value | target |", "|---|---:|---|",
              f"| VAE reconstruction error, mean (% of bbox diagonal) | {r.recon_mean_pct:.3f} | <= 1 |",
              f"| VAE reconstruction error, 99th percentile (%) | {r.recon_p99_pct:.3f} | |",

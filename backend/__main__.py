@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
             tp.add_argument("--vae", type=Path, required=True, help="finished VAE run folder")
             tp.add_argument("--stats", type=Path, default=None, help="latent stats JSON (default VAE_RUN/stats.json)")
         for opt, typ in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
-                         ("threads", int), ("max-minutes", float)):
+                         ("threads", int), ("max-minutes", float), ("stop-at", int)):
             tp.add_argument(f"--{opt}", type=typ, default=None)
         tp.add_argument("--device", default=None)
         tp.add_argument("--init", type=Path, default=None,
@@ -239,7 +239,8 @@ def cmd_train(args) -> int:
     import json
 
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                 "threads": args.threads, "max_minutes": args.max_minutes, "device": args.device}
+                 "threads": args.threads, "max_minutes": args.max_minutes, "device": args.device,
+                 "stop_at": args.stop_at}
     values = json.loads(args.config.read_text()) if args.config else {}
     values.setdefault("optim", {}).update({k: v for k, v in overrides.items() if v is not None})
     if args.what == "vae":

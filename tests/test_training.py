@@ -100,6 +100,7 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
     report = evaluate(model_dir, dataset, limit=8, steps=3, classifier_steps=20)
     assert report.n_samples == 8 and 0 <= report.accuracy <= 1
     assert report.recon_mean_pct > 0 and report.amplitude_ratio > 0 and report.jerk_ratio > 0
+    assert 0 <= report.rigid_clips <= 8 and "keeps edge lengths" in format_report(report)
     table = format_report(report)
     assert "text-motion top-1 accuracy" in table and "no motion" in table
     assert sum(row["n"] for row in report.per_family.values()) == 8

@@ -3,9 +3,11 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR] [MINUTES_PER_STAGE] [DEVICE]
 #
-# Two stages each for the VAE and the flow model, as the shipped model was trained on 2 CPU cores:
-# stage 2 starts from stage 1's weights (--init) with a fresh schedule; the VAE's stage 2 also
-# learns to decode its posterior mean, and the flow's stage 2 learns that VAE's latents.
+# The stages the shipped model went through on 2 CPU cores, each starting from the previous
+# stage's weights (--init) with a fresh schedule:
+#   VAE 1 -> flow 1 on its latents;
+#   VAE 2: 10x weaker KL, also learns to decode its posterior mean -> flow 2 on the new latents;
+#   VAE 3: decoder only (latents unchanged), plus an edge-length loss -> flow 3 continues flow 2.
 # On a GPU pass e.g. `out/gpu 15 cuda` and raise the step counts (env VAE1_STEPS ... FLOW2_STEPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,8 @@ VAE2_STEPS=${VAE2_STEPS:-5500}
 FLOW1_STEPS=${FLOW1_STEPS:-3000}
 FLOW1_STOP=${FLOW1_STOP:-2030}  # the shipped run's stage 1 hit its 30-minute limit here
 FLOW2_STEPS=${FLOW2_STEPS:-2800}
+VAE3_STEPS=${VAE3_STEPS:-1400}
+FLOW3_STEPS=${FLOW3_STEPS:-900}
 PY=.venv/bin/python
 COMMON=(--max-minutes "$MINUTES" --device "$DEVICE")
 mkdir -p "$WORK"
@@ -38,5 +42,12 @@ $PY -m backend train stats --vae "$WORK/vae2" --data "$WORK/train"
 $PY -m backend train flow --vae "$WORK/vae2" --data "$WORK/train" --out "$WORK/flow2" --config configs/default_flow_stage2.json \
     --init "$WORK/flow1" --steps "$FLOW2_STEPS" "${COMMON[@]}"
 
-# 4. evaluation on held-out meshes and paraphrases: 4 clips per family; the judge learns from the other 1242
-$PY -m backend eval --model "$WORK/flow2/model" --data "$WORK/eval" --limit 108 | tee "$WORK/eval.md"
+# 4. stage 3: the decoder alone (so the latents, and the statistics, stay those of stage 2)
+$PY -m backend train vae --data "$WORK/train" --out "$WORK/vae3" --config configs/default_vae_stage3.json \
+    --init "$WORK/vae2" --steps "$VAE3_STEPS" "${COMMON[@]}"
+$PY -m backend train stats --vae "$WORK/vae3" --data "$WORK/train"
+$PY -m backend train flow --vae "$WORK/vae3" --data "$WORK/train" --out "$WORK/flow3" --config configs/default_flow_stage2.json \
+    --init "$WORK/flow2" --lr 1e-4 --steps "$FLOW3_STEPS" "${COMMON[@]}"
+
+# 5. evaluation on held-out meshes and paraphrases: 4 clips per family; the judge learns from the other 1242
+$PY -m backend eval --model "$WORK/flow3/model" --data "$WORK/eval" --limit 108 | tee "$WORK/eval.md"

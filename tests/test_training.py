@@ -168,3 +168,32 @@ def test_second_stage_starts_from_an_earlier_run(tmp_path, dataset, vae_run):
     train_vae(dataset, tmp_path / "stage2_run", cfg, init_from=vae_run)
     rows = [json.loads(line) for line in (tmp_path / "stage2_run" / "log.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 1 and "recon_mean" in rows[0]
+
+
+def test_decoder_stage_keeps_the_latents_and_scores_edge_lengths(tmp_path, dataset, vae_run):
+    from backend.train.batching import collate
+    from backend.train.data import load_prepared
+    from backend.train.vae import edge_length_error, load_trained_vae
+
+    # Known edge error: one edge of rest length 1 stretched to 1.1 in one frame of two.
+    target = torch.tensor([[0.0, 0, 0], [1, 0, 0]]).expand(1, 2, 2, 3).clone()
+    recon = target.clone()
+    recon[0, 1, 1, 0] = 1.1
+    edges = torch.tensor([[0, 1]])
+    assert edge_length_error(recon, target, edges).item() == pytest.approx(0.01 / 2, rel=1e-5)
+
+    cfg = VAETrainConfig(vae=TINY_VAE, optim=OptimConfig(steps=3, batch_size=2, lr=1e-3, warmup_steps=1,
+                                                         log_every=1, threads=1),
+                         mean_decode_weight=1.0, edge_weight=0.5, freeze_encoder=True)
+    train_vae(dataset, tmp_path / "decoder", cfg, init_from=vae_run)
+    rows = [json.loads(line) for line in (tmp_path / "decoder" / "log.jsonl").read_text().splitlines()]
+    assert {"edge", "edge_mean", "recon_mean"} <= set(rows[0])
+    before, after = load_trained_vae(vae_run), load_trained_vae(tmp_path / "decoder")
+    batch = collate(load_prepared(dataset, 16)[:2])
+    tokens = torch.arange(32).expand(2, 32)
+    with torch.no_grad():
+        a = before.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias)
+        b = after.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias)
+    torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
+    torch.testing.assert_close(a.x0, b.x0, rtol=0, atol=0)
+    assert any(not torch.equal(p, q) for p, q in zip(before.to_outputs.parameters(), after.to_outputs.parameters()))

@@ -34,19 +34,47 @@ class VAETrainConfig:
     # posterior samples alone, the decoder learns to expect prior noise in the unused latent
     # channels and decodes the mean (what `eval` and encoding use) several times worse.
     mean_decode_weight: float = 0.0
+    # Weight of a loss on edge lengths: decoded edges should have the ground truth's lengths in
+    # every frame. Per-vertex decoding noise that is small next to the mesh stretches short
+    # edges by several percent; this term asks the decoder for spatially coherent offsets.
+    # Needs every vertex decoded, so it decodes whole meshes (decode_vertices is ignored).
+    edge_weight: float = 0.0
+    # Train the decoder only: the latents of every clip stay exactly as they were, so a flow
+    # model trained on them remains valid (a late fine-tuning stage of the decoder).
+    freeze_encoder: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> "VAETrainConfig":
         return config_from_dict(cls, values)
 
 
+ENCODER_MODULES = ("point_embed", "traj_embed", "neighbor_layers", "enc_blocks",
+                   "mean_fc_x0", "mean_fc_xt", "logvar_fc_xt")
+
+
+def freeze_encoder(vae: DyMeshVAE) -> None:
+    """Everything that computes the latents and the decoder's vertex queries stops learning."""
+    for name in ENCODER_MODULES:
+        getattr(vae, name).requires_grad_(False)
+
+
+def edge_length_error(recon: torch.Tensor, target: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Mean squared relative error of edge lengths; recon/target (B, T, N, 3), edges into B*N rows."""
+    flat = lambda x: x.transpose(0, 1).reshape(x.shape[1], -1, 3)  # (T, B*N, 3)
+    r, t = flat(recon), flat(target)
+    length = lambda x: (x[:, edges[:, 0]] - x[:, edges[:, 1]]).norm(dim=-1)
+    rest = length(t[:1]).clamp_min(1e-3)
+    return ((length(r) - length(t)) / rest).square().mean()
+
+
 def vae_loss(vae: DyMeshVAE, batch, k: int, kl_weight: float, generator=None, decode_vertices: int = 0,
-             mean_decode_weight: float = 0.0) -> dict:
+             mean_decode_weight: float = 0.0, edge_weight: float = 0.0) -> dict:
     feats = vae.vertex_features(batch.frames[:, 0], batch.edges)
     space = vae.sampling_space(batch.frames[:, 0], feats)
     tokens = batched_token_indices(space.detach(), batch.lengths, k, generator)
     enc = vae.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias, pc0_embed=feats)
-    if decode_vertices:
+    decoded = {}
+    if decode_vertices and not edge_weight:
         # Score a random subset of each sample's real vertices (drawn with replacement).
         u = torch.rand(batch.lengths.shape[0], decode_vertices, generator=generator).to(feats.device)
         rows = (u * batch.lengths[:, None]).long()
@@ -60,15 +88,23 @@ def vae_loss(vae: DyMeshVAE, batch, k: int, kl_weight: float, generator=None, de
         weight = batch.mask[:, None].float()
 
         def error(latent):
-            err = (vae.decode(latent, feats, batch.frames[:, 0]) - batch.frames).square().sum(-1)  # (B, T, N)
+            decoded["frames"] = vae.decode(latent, feats, batch.frames[:, 0])
+            err = (decoded["frames"] - batch.frames).square().sum(-1)  # (B, T, N)
             return (err * weight).sum() / (weight.sum() * err.shape[1])
-    recon_loss = error(enc.sample(generator))
+    def score(latent, weight: float, suffix: str):
+        recon = error(latent)
+        out["loss"] = out["loss"] + weight * recon
+        out["recon" + suffix] = recon.detach()
+        if edge_weight:
+            edge = edge_length_error(decoded["frames"], batch.frames, batch.edges)
+            out["loss"] = out["loss"] + weight * edge_weight * edge
+            out["edge" + suffix] = edge.detach()
+
     kl = enc.kl().mean()
-    out = {"loss": recon_loss + kl_weight * kl, "recon": recon_loss.detach(), "kl": kl.detach()}
+    out = {"loss": kl_weight * kl, "kl": kl.detach()}
+    score(enc.sample(generator), 1.0, "")
     if mean_decode_weight:
-        mean_loss = error(enc.mode())
-        out["loss"] = out["loss"] + mean_decode_weight * mean_loss
-        out["recon_mean"] = mean_loss.detach()
+        score(enc.mode(), mean_decode_weight, "_mean")
     return out
 
 
@@ -84,12 +120,14 @@ def train_vae(data_dir: Path, out_dir: Path, cfg: VAETrainConfig, init_from: Pat
     trainer = Trainer(out_dir, vae, cfg.optim, run_config=cfg)
     if not trainer.resume(generator) and init_from is not None:
         trainer.initialise_from(init_from)
+    if cfg.freeze_encoder:
+        freeze_encoder(vae)
 
     def step(_):
         pick = torch.randint(len(samples), (cfg.optim.batch_size,), generator=generator)
         batch = collate([samples[i] for i in pick]).to(device)
         return vae_loss(vae, batch, cfg.vae.num_traj, cfg.kl_weight, generator, cfg.decode_vertices,
-                        cfg.mean_decode_weight)
+                        cfg.mean_decode_weight, cfg.edge_weight)
 
     trainer.run(step, generator)
     save_vae(out_dir, vae.cpu())

@@ -73,31 +73,25 @@ def vae_loss(vae: DyMeshVAE, batch, k: int, kl_weight: float, generator=None, de
     space = vae.sampling_space(batch.frames[:, 0], feats)
     tokens = batched_token_indices(space.detach(), batch.lengths, k, generator)
     enc = vae.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias, pc0_embed=feats)
-    decoded = {}
     if decode_vertices and not edge_weight:
         # Score a random subset of each sample's real vertices (drawn with replacement).
         u = torch.rand(batch.lengths.shape[0], decode_vertices, generator=generator).to(feats.device)
         rows = (u * batch.lengths[:, None]).long()
         pick = lambda x: torch.gather(x, 1, rows[..., None].expand(-1, -1, x.shape[-1]))
         target = torch.gather(batch.frames, 2, rows[:, None, :, None].expand(-1, batch.frames.shape[1], -1, 3))
-        queries, rest = pick(feats), pick(batch.frames[:, 0])
-
-        def error(latent):
-            return (vae.decode(latent, queries, rest) - target).square().sum(-1).mean()
+        queries, rest, weight = pick(feats), pick(batch.frames[:, 0]), None
     else:
-        weight = batch.mask[:, None].float()
+        queries, rest, target, weight = feats, batch.frames[:, 0], batch.frames, batch.mask[:, None].float()
 
-        def error(latent):
-            decoded["frames"] = vae.decode(latent, feats, batch.frames[:, 0])
-            err = (decoded["frames"] - batch.frames).square().sum(-1)  # (B, T, N)
-            return (err * weight).sum() / (weight.sum() * err.shape[1])
-    def score(latent, weight: float, suffix: str):
-        recon = error(latent)
-        out["loss"] = out["loss"] + weight * recon
-        out["recon" + suffix] = recon.detach()
-        if edge_weight:
-            edge = edge_length_error(decoded["frames"], batch.frames, batch.edges)
-            out["loss"] = out["loss"] + weight * edge_weight * edge
+    def score(latent, factor: float, suffix: str):
+        recon = vae.decode(latent, queries, rest)
+        err = (recon - target).square().sum(-1)  # (B, T, n)
+        recon_loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
+        out["loss"] = out["loss"] + factor * recon_loss
+        out["recon" + suffix] = recon_loss.detach()
+        if edge_weight:  # whole meshes were decoded, so the edge list indexes `recon`
+            edge = edge_length_error(recon, target, batch.edges)
+            out["loss"] = out["loss"] + factor * edge_weight * edge
             out["edge" + suffix] = edge.detach()
 
     kl = enc.kl().mean()

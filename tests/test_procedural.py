@@ -116,7 +116,7 @@ def test_every_family_gives_valid_samples(per_family):
             # smooth: no frame jumps by more than 60% of the mesh size
             step = np.linalg.norm(np.diff(s.frames, axis=0), axis=-1).max()
             assert step < 0.6 * size, (fam, step / size)
-            assert len(s.captions) == len(cap.TRAIN_TEMPLATES)
+            assert len(s.captions) == len(cap.train_templates(fam))
             assert all(s.meta["noun"] in c and "{" not in c and "  " not in c for c in s.captions)
             assert set(s.meta["params"]) >= {"speed", "amplitude", "direction"}
 
@@ -164,7 +164,7 @@ def test_bad_arguments():
 
 def _template_regex(family: str, index: int, noun: str) -> re.Pattern:
     """A space-insensitive regex for one template with its noun and every phrase of its slots."""
-    template, vocab = cap.CAPTIONS[family][0][index], cap.CAPTIONS[family][1]
+    template, vocab = cap.templates_of(family)[index], cap.CAPTIONS[family][1]
     out = []
     for piece in re.split(r"(\{\w+\})", template):
         slot = re.fullmatch(r"\{(\w+)\}", piece)
@@ -187,7 +187,7 @@ def _matching_templates(sample) -> set[int]:
     found = set()
     for c in text:
         squashed = c.replace(" ", "")
-        hits = {i for i in range(8)
+        hits = {i for i in range(len(cap.templates_of(sample.family)))
                 if _template_regex(sample.family, i, sample.meta["noun"]).fullmatch(squashed)}
         assert hits, (sample.family, c)
         found |= hits
@@ -198,13 +198,31 @@ def test_caption_paraphrases_split(per_family):
     evals = {f: P.generate(2, seed=5, split="eval", families=[f]) for f in P.FAMILIES}
     for fam in P.FAMILIES:
         for s in per_family[fam]:
-            assert _matching_templates(s) <= set(cap.TRAIN_TEMPLATES), fam
+            assert _matching_templates(s) <= set(cap.train_templates(fam)), fam
         for s in evals[fam]:
             assert len(s.captions) == len(cap.EVAL_TEMPLATES)
             assert _matching_templates(s) <= set(cap.EVAL_TEMPLATES), fam
         train_text = {c for s in per_family[fam] for c in s.captions}
         assert not train_text & {c for s in evals[fam] for c in s.captions}
-    assert not set(cap.TRAIN_TEMPLATES) & set(cap.EVAL_TEMPLATES)
+        assert not set(cap.train_templates(fam)) & set(cap.EVAL_TEMPLATES)
+
+
+def _words(template: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", re.sub(r"\{\w+\}", " ", template.lower())))
+
+
+def test_extra_training_templates_keep_held_out_words_new():
+    # A word that only the evaluation templates use must stay unseen in training: otherwise the
+    # extra paraphrases would teach exactly what the held-out captions are meant to test.
+    originals = set().union(*(_words(t) for ts, _ in cap.CAPTIONS.values() for t in ts[:6]))
+    held_out_only = set().union(*(_words(ts[i]) for ts, _ in cap.CAPTIONS.values()
+                                  for i in cap.EVAL_TEMPLATES)) - originals
+    assert {"dwindles", "liquefies", "somersaults"} <= held_out_only
+    for fam, extra in cap.MORE_TRAIN_TEMPLATES.items():
+        assert extra, fam
+        for t in extra:
+            assert not _words(t) & held_out_only, (fam, t)
+            assert t not in cap.CAPTIONS[fam][0], (fam, t)
 
 
 def test_mesh_split_is_disjoint(mixed):

@@ -3,9 +3,15 @@ DeformingThings4D clip names.
 
 Procedural captions
 -------------------
-Each family has 8 templates. Templates 0-5 are for training, templates 6-7 are reserved for
-evaluation (`EVAL_TEMPLATES`): an evaluation caption is a sentence shape the model never saw, so
-text-motion accuracy on it measures understanding, not memorised strings.
+Each family has 8 templates in `CAPTIONS`. Templates 0-5 are for training, templates 6-7 are
+reserved for evaluation (`EVAL_TEMPLATES`): an evaluation caption is a sentence shape the model
+never saw, so text-motion accuracy on it measures understanding, not memorised strings.
+
+`MORE_TRAIN_TEMPLATES` widens the training phrasing (templates 8 and up): six templates per
+family taught a small text pathway to match key words, so it failed on unseen sentence shapes.
+They were drafted without the evaluation templates in view and then filtered: none uses a word
+that appears only in the evaluation templates (a test keeps it so), so every word that made a
+held-out caption new is still new to the model.
 
 Templates use slots filled from the motion parameters and the mesh's noun:
   {a_noun} "a dog" / "an owl"   {the_noun} "the dog"   {noun} "dog"
@@ -22,8 +28,7 @@ import re
 
 import numpy as np
 
-TRAIN_TEMPLATES = range(0, 6)
-EVAL_TEMPLATES = range(6, 8)
+EVAL_TEMPLATES = (6, 7)
 
 _SPEED = {"slow": ["slowly"], "normal": [""], "fast": ["quickly", "rapidly", "fast"]}
 _SPEED_ADJ = {"slow": ["slow"], "normal": [""], "fast": ["fast", "quick", "rapid"]}
@@ -333,6 +338,236 @@ CAPTIONS: dict[str, tuple[list[str], dict]] = {
     ], {"dir": _DIR4}),
 }
 
+MORE_TRAIN_TEMPLATES: dict[str, list[str]] = {
+    "flap_wings": [
+        "make {the_noun} flap its wings {amp} {speed}",
+        "{the_noun}'s wings flutter {amp} {speed}",
+        "{a_noun} flutters its wings {amp} {speed}",
+        "{the_noun} spreads its wings and flaps them {amp} {speed}",
+        "{noun} with wings beating {amp} {speed}",
+        "{a_noun} pumping its wings {amp} {speed}",
+        "{the_noun} raises and lowers its wings {amp} {speed}",
+    ],
+    "wag_tail": [
+        "{the_noun}'s tail wags {amp} {speed}",
+        "{a_noun} flicks its tail from side to side {amp} {speed}",
+        "{noun} swishing its tail {amp} {speed}",
+        "{a_noun} wiggles its tail {amp} {speed}",
+        "{the_noun} stands still and wags just its tail {amp} {speed}",
+    ],
+    "walk": [
+        "make {the_noun} walk {dir} {speed} {amp}",
+        "{a_noun} that {verb} {dir} {amp}",
+        "{the_noun} moves {dir} on its legs {speed} {amp}",
+        "{the_noun} paces {dir} {speed} {amp}",
+        "{a_noun} takes steps {dir} {speed} {amp}",
+        "{noun} {ving} {dir} {amp}, legs alternating",
+        "animate {the_noun} {ving} {dir} {amp}",
+        "{a_noun} marching {dir} {speed} {amp}",
+        "a gait cycle where {the_noun} {verb} {dir} {amp}",
+    ],
+    "wave_arm": [
+        "{the_noun}'s {dir} hand waves {amp} {speed}",
+        "{the_noun} waving goodbye with its {dir} hand {amp} {speed}",
+        "{a_noun} holds up its {dir} hand and waves it side to side {amp} {speed}",
+        "{noun} {dir} arm waving {amp} {speed}",
+        "{a_noun} signals with its {dir} arm, waving it {amp} {speed}",
+    ],
+    "raise_arms": [
+        "{a_noun} puts both hands up {amp} {speed}",
+        "{the_noun} reaches both arms upward {amp} {speed}",
+        "{a_noun} hoists both arms {amp} {speed}",
+        "{noun} raising its hands in the air {amp} {speed}",
+    ],
+    "nod_head": [
+        "{the_noun}'s head bobs up and down {amp} {speed}",
+        "{a_noun} nods in agreement {amp} {speed}",
+        "{a_noun} lowers and raises its head {amp} {speed}",
+        "{noun} nodding yes {amp} {speed}",
+        "{a_noun} dips its chin down and up {amp} {speed}",
+    ],
+    "shake_head": [
+        "{the_noun}'s head turns side to side {amp} {speed}",
+        "{the_noun} refuses, shaking its head {amp} {speed}",
+        "{a_noun} rotates its head left and right {amp} {speed}",
+        "{the_noun} shakes its head in disagreement {amp} {speed}",
+        "{a_noun} turns its head from left to right and back {amp} {speed}",
+        "{the_noun} looks left, then right, shaking its head {amp} {speed}",
+    ],
+    "swim": [
+        "make {the_noun} swim {dir} {amp} {speed}",
+        "{the_noun} propels itself {dir} underwater {amp} {speed}",
+        "{a_noun} kicks its tail and swims {dir} {amp} {speed}",
+        "{noun} swimming {dir} {amp} {speed} with its body rippling",
+        "{a_noun} cruises {dir} underwater, its tail sweeping {amp} {speed}",
+    ],
+    "slither": [
+        "{the_noun} snakes {dir} along the ground {amp} {speed}",
+        "make {the_noun} slither {dir} {amp} {speed}",
+        "{the_noun} crawls on its belly {dir} {amp} {speed}",
+        "{the_noun} winds its body along the ground {dir} {amp} {speed}",
+        "{a_noun} slides {dir} on the ground, its body curving side to side {amp} {speed}",
+        "{noun} wriggling along the floor {dir} {amp} {speed}",
+    ],
+    "rear_up": [
+        "make {the_noun} rear up {amp} {speed}",
+        "{a_noun} lifts its forelegs and rears {amp} {speed}",
+        "{the_noun} rears back on its hind legs {amp} {speed}",
+        "{noun} rearing up {amp} {speed}",
+        "{the_noun} raises its front half off the ground {amp} {speed}",
+    ],
+    "jump": [
+        "{the_noun} leaps into the air {dir} {amp} {speed}",
+        "{noun} jumping {dir} {amp} {speed}",
+        "{a_noun} crouches and jumps {dir} {amp} {speed}",
+        "{the_noun} springs {dir} off its feet {amp} {speed}",
+        "{a_noun} launches itself {dir} {amp} {speed}",
+    ],
+    "bounce": [
+        "{the_noun} bobs up and down like a rubber ball {amp} {speed}",
+        "make {the_noun} bounce {amp} {speed}",
+        "{the_noun} keeps springing up off the floor {amp} {speed}",
+        "{noun} bouncing up and down {amp} {speed}",
+        "{a_noun} rebounding off the floor {amp} {speed}",
+        "{the_noun} boings up and down {amp} {speed}",
+        "{a_noun} bounces on the spot {amp} {speed}",
+    ],
+    "spin": [
+        "{the_noun} rotates in place {dir} {speed}",
+        "{a_noun} turns around and around {dir} {speed}",
+        "{the_noun} whirls around {dir} {speed}",
+        "{the_noun} pirouettes {dir} {speed}",
+        "{the_noun} rotating its whole body {dir} {speed}",
+        "{a_noun} swivels all the way around {dir} {speed}",
+    ],
+    "sway": [
+        "{a_noun} leaning {dir} {amp} {speed} in a smooth rhythm",
+        "{the_noun} sways {dir} like a tree in the wind {amp} {speed}",
+        "{a_noun} rocking {dir} {amp} {speed}",
+        "{a_noun} swings its body {dir} {amp} {speed}",
+        "{a_noun} sways its body {dir} {amp} {speed} as if dancing",
+        "{the_noun} rocks its whole body {dir} {amp} {speed}",
+        "{noun} swaying {dir} like a pendulum {amp} {speed}",
+    ],
+    "shake": [
+        "{a_noun} shivers all over {dir} {amp} {speed}",
+        "{the_noun}'s whole body shakes {dir} {amp} {speed}",
+        "{a_noun} rattles {dir} {amp} {speed}",
+        "{noun} trembling {dir} {amp} {speed}",
+        "{the_noun} shudders {dir} {amp} {speed}",
+        "{a_noun} shakes its entire body {dir} {amp} {speed}",
+        "{the_noun} buzzes {dir} like a phone on vibrate {amp} {speed}",
+    ],
+    "squash_stretch": [
+        "{the_noun} squeezes flat then springs up tall {amp} {speed}",
+        "{a_noun} alternately flattening and elongating {amp} {speed}",
+        "{noun} squishing and stretching {amp} {speed}",
+        "{a_noun} flattens into a squat shape and then pulls tall and thin {amp} {speed}",
+        "{the_noun} scrunches down and stretches back up {amp} {speed}",
+    ],
+    "twist": [
+        "{the_noun} wrings its torso {dir} {amp} {speed}",
+        "{noun} twisting its body {dir} {amp} {speed}",
+        "{a_noun} twists at the waist {dir} {amp} {speed}",
+        "{the_noun} twists {dir} and twists back {amp} {speed}",
+        "{a_noun} winds up its body {dir} and unwinds {amp} {speed}",
+    ],
+    "bend": [
+        "{the_noun} bends its upper body {dir} {amp} {speed}",
+        "{a_noun} arches {dir} {amp} {speed}",
+        "{noun} bending at the middle {dir} {amp} {speed}",
+        "{the_noun} folds over {dir} {amp} {speed}",
+        "{a_noun} bends its spine {dir} {amp} {speed}",
+        "{the_noun} bends {dir} and straightens back up {amp} {speed}",
+    ],
+    "pulse": [
+        "{the_noun} swells and relaxes rhythmically {amp} {speed}",
+        "{a_noun} beats like a heart {amp} {speed}",
+        "{a_noun} breathes in and out {amp} {speed}",
+        "{noun} throbbing {amp} {speed}",
+        "{the_noun} puffs up and settles back repeatedly {amp} {speed}",
+        "{a_noun} swells and deflates in a steady rhythm {amp} {speed}",
+        "{a_noun} with a breathing idle, its body expanding {amp} {speed}",
+    ],
+    "wobble": [
+        "{a_noun} wobbling like gelatin {dir} {amp} {speed}",
+        "{the_noun}'s soft body jiggles loosely {dir} {amp} {speed}",
+        "{noun} wobbling like a jelly {dir} {amp} {speed}",
+        "{the_noun} wiggles its soft body {dir} {amp} {speed}",
+    ],
+    "float_up": [
+        "make {the_noun} float upward {amp} {speed}",
+        "{the_noun} rises up off the floor {amp} {speed}",
+        "{noun} levitating upward {amp} {speed}",
+        "{the_noun} lifts into the air as if weightless {amp} {speed}",
+        "{the_noun} rises like a balloon {amp} {speed}",
+        "{a_noun} levitates up from the ground {amp} {speed}",
+    ],
+    "sink": [
+        "make {the_noun} sink {amp} {speed}",
+        "{the_noun} sinks into the floor {amp} {speed}",
+        "{the_noun} lowers itself into the ground {amp} {speed}",
+        "{noun} sinking down into the floor {amp} {speed}",
+        "{a_noun} sinks as if into quicksand {amp} {speed}",
+        "{the_noun} slides downward into the ground {amp} {speed}",
+    ],
+    "grow": [
+        "make {the_noun} grow {amp} {speed}",
+        "{the_noun} gets bigger {amp} {speed}",
+        "{a_noun} swells in size {amp} {speed}",
+        "{a_noun} increases in size {amp} {speed}",
+        "{noun} growing larger {amp} {speed}",
+        "{the_noun} scales itself up {amp} {speed}",
+        "{the_noun} balloons up in size {amp} {speed}",
+    ],
+    "shrink": [
+        "make {the_noun} shrink {amp} {speed}",
+        "{a_noun} decreases in size {amp} {speed}",
+        "{a_noun} scales itself down {amp} {speed}",
+        "{noun} shrinking down {amp} {speed}",
+        "{the_noun} reduces its size {amp} {speed}",
+        "{a_noun} gets smaller and smaller {amp} {speed}",
+        "{the_noun} diminishes in size {amp} {speed}",
+    ],
+    "fall_over": [
+        "make {the_noun} fall over {dir} {amp} {speed}",
+        "{a_noun} topples {dir} to the ground {amp} {speed}",
+        "{the_noun} falls {dir} like a felled tree {amp} {speed}",
+        "{noun} toppling over {dir} {amp} {speed}",
+        "{a_noun} tips and falls {dir} {amp} {speed}",
+        "{the_noun} crashes down {dir} {amp} {speed}",
+        "{a_noun} pitches over {dir} {amp} {speed}",
+        "{the_noun} overbalances and falls {dir} {amp} {speed}",
+    ],
+    "melt": [
+        "make {the_noun} melt {amp} {speed}",
+        "{a_noun} melts away {amp} {speed}",
+        "{noun} melting down {amp} {speed}",
+        "{a_noun} melts like ice cream in the sun {amp} {speed}",
+        "{the_noun} slumps down as it melts {amp} {speed}",
+        "{a_noun} deforms and flows downward as it melts {amp} {speed}",
+    ],
+    "roll": [
+        "{the_noun} rolls like a barrel {dir} {speed}",
+        "{the_noun} turns over and over {dir} {speed}",
+        "{noun} rolling over {dir} {speed}",
+        "{a_noun} rolls across the floor {dir} {speed}",
+        "{the_noun} rolls its whole body over {dir} {speed}",
+        "{a_noun} goes rolling {dir} {speed}",
+    ],
+}
+
+
+def templates_of(family: str) -> list[str]:
+    """Every template of a family, indexed as in the module notes (0-7, then the extra ones)."""
+    return CAPTIONS[family][0] + MORE_TRAIN_TEMPLATES.get(family, [])
+
+
+def train_templates(family: str) -> list[int]:
+    """Indices of the family's training templates: all but `EVAL_TEMPLATES`."""
+    return [i for i in range(len(templates_of(family))) if i not in EVAL_TEMPLATES]
+
+
 _DEFAULTS = {"speed": _SPEED, "speed_adj": _SPEED_ADJ, "amp": _LITTLE_LOT, "amp_adj": _AMP_ADJ}
 _SLOT_AXIS = {"speed": "speed", "speed_adj": "speed", "verb": "speed", "ving": "speed",
               "amp": "amplitude", "amp_adj": "amplitude", "dir": "direction"}
@@ -357,8 +592,8 @@ def render(family: str, template_index: int, noun: str, params: dict,
 
     `params` holds the categories: {"speed": ..., "amplitude": ..., "direction": ...}.
     """
-    templates, vocab = CAPTIONS[family]
-    template = templates[template_index]
+    vocab = CAPTIONS[family][1]
+    template = templates_of(family)[template_index]
 
     def fill(match):
         slot = match.group(1)
@@ -379,8 +614,8 @@ def render(family: str, template_index: int, noun: str, params: dict,
 
 def captions_for(family: str, noun: str, params: dict, split: str,
                  rng: np.random.Generator) -> list[str]:
-    """All paraphrases of the split: 6 training templates or the 2 held-out evaluation ones."""
-    indices = TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
+    """All paraphrases of the split: every training template or the 2 held-out evaluation ones."""
+    indices = train_templates(family) if split == "train" else EVAL_TEMPLATES
     return [render(family, i, noun, params, rng) for i in indices]
 
 

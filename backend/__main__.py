@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default=None)
     e.add_argument("--judge-steps", type=int, default=3000, help="training steps of the motion-family judge")
     e.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
+    e.add_argument("--wording", choices=["dataset", "training"], default="dataset",
+                   help="prompt with the clips' own captions, or (diagnostic) with training-template wording")
     e.set_defaults(run=cmd_eval)
 
     b = sub.add_parser("bench", help="time and memory of each stage at several mesh sizes")
@@ -268,7 +270,8 @@ def cmd_eval(args) -> int:
     from .model_manager import resolve_model
 
     report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
-                      classifier_steps=args.judge_steps, guidance=args.guidance)
+                      classifier_steps=args.judge_steps, guidance=args.guidance,
+                      wording=args.wording)
     print(format_report(report))
     return 0
 

@@ -8,6 +8,7 @@ import torch
 
 from backend.config import FlowConfig, VAEConfig
 from backend.data.procedural import write_dataset
+from backend.errors import UserError
 from backend.evaluate import amplitude, edge_distortion, jerk
 from backend.train.flow import FlowTrainConfig, train_flow
 from backend.train.loop import OptimConfig, lr_at
@@ -104,6 +105,26 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
     table = format_report(report)
     assert "text-motion top-1 accuracy" in table and "no motion" in table
     assert sum(row["n"] for row in report.per_family.values()) == 8
+    worded = evaluate(model_dir, dataset, limit=8, steps=3, classifier_steps=20, wording="training")
+    assert worded.wording == "training" and "training-template wording" in format_report(worded)
+
+
+def test_training_wording_rewords_a_held_out_clip_with_a_training_template():
+    from backend.data.procedural import sample_at
+    from backend.data.sample import MotionSample
+    from backend.evaluate import prompt_for
+
+    clip = sample_at(0, seed=2, split="eval", max_vertices=200)
+    rng = np.random.default_rng(0)
+    assert prompt_for(clip, "dataset", rng) in clip.captions
+    for _ in range(10):
+        prompt = prompt_for(clip, "training", rng)
+        assert prompt not in clip.captions and clip.meta["noun"] in prompt and "{" not in prompt
+    foreign = MotionSample(frames=clip.frames, faces=clip.faces, captions=["a dog runs"], source="clip.anime")
+    with pytest.raises(UserError, match="training wording needs procedural clips"):
+        prompt_for(foreign, "training", rng)
+    with pytest.raises(UserError, match="wording="):
+        prompt_for(clip, "paraphrased", rng)
 
 
 def test_learning_rate_warms_up_then_decays():

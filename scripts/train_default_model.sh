@@ -7,7 +7,10 @@
 # stage's weights (--init) with a fresh schedule:
 #   VAE 1 -> flow 1 on its latents;
 #   VAE 2: 10x weaker KL, also learns to decode its posterior mean -> flow 2 on the new latents;
-#   VAE 3: decoder only (latents unchanged), plus an edge-length loss -> flow 3 continues flow 2.
+#   VAE 3: decoder only (latents unchanged), plus an edge-length loss -> flow 3 continues flow 2;
+#   flows 4 and 5 continue flow 3 at the stage-2 and then a lower learning rate (the stages that
+#   first saw the extra training paraphrases: the shipped stages 1-3 predate them and saw
+#   templates 0-5 only).
 # On a GPU pass e.g. `out/gpu 15 cuda` and raise the step counts (env VAE1_STEPS ... FLOW2_STEPS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,8 @@ FLOW1_STOP=${FLOW1_STOP:-2030}  # the shipped run's stage 1 hit its 30-minute li
 FLOW2_STEPS=${FLOW2_STEPS:-2800}
 VAE3_STEPS=${VAE3_STEPS:-1400}
 FLOW3_STEPS=${FLOW3_STEPS:-900}
+FLOW4_STEPS=${FLOW4_STEPS:-4000}
+FLOW5_STEPS=${FLOW5_STEPS:-2300}
 PY=.venv/bin/python
 COMMON=(--max-minutes "$MINUTES" --device "$DEVICE")
 mkdir -p "$WORK"
@@ -48,6 +53,11 @@ $PY -m backend train vae --data "$WORK/train" --out "$WORK/vae3" --config config
 $PY -m backend train stats --vae "$WORK/vae3" --data "$WORK/train"
 $PY -m backend train flow --vae "$WORK/vae3" --data "$WORK/train" --out "$WORK/flow3" --config configs/default_flow_stage2.json \
     --init "$WORK/flow2" --lr 1e-4 --steps "$FLOW3_STEPS" "${COMMON[@]}"
+# stages 4 and 5: the flow alone goes on, on the same latents
+$PY -m backend train flow --vae "$WORK/vae3" --data "$WORK/train" --out "$WORK/flow4" --config configs/default_flow_stage2.json \
+    --init "$WORK/flow3" --steps "$FLOW4_STEPS" "${COMMON[@]}"
+$PY -m backend train flow --vae "$WORK/vae3" --data "$WORK/train" --out "$WORK/flow5" --config configs/default_flow_stage2.json \
+    --init "$WORK/flow4" --lr 1e-4 --steps "$FLOW5_STEPS" "${COMMON[@]}"
 
 # 5. evaluation on held-out meshes and paraphrases: 4 clips per family; the judge learns from the other 1242
-$PY -m backend eval --model "$WORK/flow3/model" --data "$WORK/eval" --limit 108 | tee "$WORK/eval.md"
+$PY -m backend eval --model "$WORK/flow5/model" --data "$WORK/eval" --limit 108 | tee "$WORK/eval.md"

@@ -9,9 +9,11 @@ never saw, so text-motion accuracy on it measures understanding, not memorised s
 
 `MORE_TRAIN_TEMPLATES` widens the training phrasing (templates 8 and up): six templates per
 family taught a small text pathway to match key words, so it failed on unseen sentence shapes.
-They were drafted without the evaluation templates in view and then filtered: none uses a word
-that appears only in the evaluation templates (a test keeps it so), so every word that made a
-held-out caption new is still new to the model.
+They were drafted from the training templates alone, yet six drafts came out identical to
+evaluation templates, so every draft was filtered: none uses a word that appears only in the
+evaluation templates (a test keeps it so), and none shares half or more of its words with an
+evaluation template of its family. Every word that made a held-out caption new is still new to
+the model.
 
 Templates use slots filled from the motion parameters and the mesh's noun:
   {a_noun} "a dog" / "an owl"   {the_noun} "the dog"   {noun} "dog"

@@ -222,6 +222,9 @@ def test_extra_training_templates_keep_held_out_words_new():
         assert extra, fam
         for t in extra:
             assert not _words(t) & held_out_only, (fam, t)
+            for i in cap.EVAL_TEMPLATES:  # nor a near copy of a held-out sentence
+                held = _words(cap.CAPTIONS[fam][0][i])
+                assert len(_words(t) & held) < 0.5 * len(_words(t) | held), (fam, t)
             assert t not in cap.CAPTIONS[fam][0], (fam, t)
 
 

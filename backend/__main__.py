@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--split", choices=["train", "eval"], default="train")
     g.add_argument("--max-vertices", type=int, default=2500, help="vertex budget per mesh")
+    g.add_argument("--workers", type=int, default=1, help="processes building shards (same files for any number)")
     g.set_defaults(run=cmd_make_dataset)
 
     t = sub.add_parser("train", help="train our own model: vae, stats, flow")
@@ -231,7 +232,8 @@ def cmd_models(args) -> int:
 def cmd_make_dataset(args) -> int:
     from .data.procedural import write_dataset
 
-    write_dataset(args.out, args.count, args.seed, args.split, max_vertices=args.max_vertices)
+    write_dataset(args.out, args.count, args.seed, args.split, max_vertices=args.max_vertices,
+                  workers=args.workers)
     print(f"wrote {args.count} {args.split} samples to {args.out}")
     return 0
 

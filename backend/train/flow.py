@@ -148,7 +148,7 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     flow = DyMeshMMDiT(cfg.flow, text_encoder.width).to(device)
     trainer = Trainer(out_dir, flow, cfg.optim, run_config=cfg)
     if not trainer.resume(generator) and init_from is not None:
-        trainer.initialise_from(init_from)
+        trainer.initialise_from(init_from, model_file="flow.safetensors")
 
     def step(_):
         pick = torch.randint(len(encoded.x0), (cfg.optim.batch_size,), generator=generator)

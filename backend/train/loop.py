@@ -126,21 +126,31 @@ class Trainer:
         print(f"resumed at step {self.step} from {self.state_path}", file=sys.stderr)
         return True
 
-    def initialise_from(self, run_dir: Path) -> None:
+    def initialise_from(self, source: Path, model_file: str | None = None) -> None:
         """Start from the weights of another run (its state.pt) with a fresh optimizer and schedule:
-        a second, longer stage of training that may change the loss or the data."""
+        a second, longer stage of training that may change the loss or the data. `source` may also
+        be a model directory (config.json + safetensors, e.g. backend/default_model): its
+        `model_file` weights are the start, so a studio fine-tunes a finished model on its clips."""
         from ..errors import UserError
 
-        source = Path(run_dir) / "state.pt"
-        if not source.is_file():
-            raise UserError(f"--init {run_dir}: no state.pt there; pass the folder of an earlier training run.")
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        source = Path(source)
+        if (source / "state.pt").is_file():
+            state = torch.load(source / "state.pt", map_location="cpu", weights_only=True)
+            weights, origin = state["model"], f"{source / 'state.pt'} (step {int(state['step'])} there)"
+        elif model_file is not None and (source / "config.json").is_file() and (source / model_file).is_file():
+            from ..checkpoints import read_safetensors
+
+            # half-precision shipped weights load into float32 parameters
+            weights, origin = read_safetensors(source / model_file), f"{source / model_file}"
+        else:
+            what = "an earlier training run" + (f" or a model directory with {model_file}" if model_file else "")
+            raise UserError(f"--init {source}: no state.pt there; pass the folder of {what}.")
         try:
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(weights)
         except RuntimeError as exc:
-            raise UserError(f"--init {run_dir}: its weights do not fit this config ({str(exc).splitlines()[0]}); "
+            raise UserError(f"--init {source}: its weights do not fit this config ({str(exc).splitlines()[0]}); "
                             "use the same model sizes as that run.") from None
-        print(f"initialised from {source} (step {int(state['step'])} there)", file=sys.stderr)
+        print(f"initialised from {origin}", file=sys.stderr)
 
     def fit_schedule(self, started: float, timing_from: float) -> None:
         now = time.perf_counter()

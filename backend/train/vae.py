@@ -113,7 +113,7 @@ def train_vae(data_dir: Path, out_dir: Path, cfg: VAETrainConfig, init_from: Pat
     vae = DyMeshVAE(cfg.vae).to(device)
     trainer = Trainer(out_dir, vae, cfg.optim, run_config=cfg)
     if not trainer.resume(generator) and init_from is not None:
-        trainer.initialise_from(init_from)
+        trainer.initialise_from(init_from, model_file="vae.safetensors")
     if cfg.freeze_encoder:
         freeze_encoder(vae)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the embedded default model (backend/default_model/) from nothing but this repository.
+# Reproduces the earlier, CPU-trained default model from nothing but this repository (the shipped
+# one came from scripts/train_default_model_gpu.sh on a lent GPU; see backend/default_model/README.md).
 #
 #   bash scripts/train_default_model.sh [WORK_DIR] [MINUTES_PER_STAGE] [DEVICE]
 #

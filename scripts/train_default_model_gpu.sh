@@ -63,7 +63,7 @@ fi
 if [ ! -f "$WORK/vae/vae.safetensors" ]; then
     minutes=$(fit_minutes "$VAE_MINUTES" 240)
     stamp "VAE: $minutes minutes"
-    $PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config "$VAE_CONFIG" --steps 1000000 \
+    $PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config "$VAE_CONFIG" \
         --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "${init[@]}"
     keep "$WORK/vae/log.jsonl" vae_log.jsonl
 fi
@@ -75,7 +75,7 @@ flow_stage() {
     shift 2
     stamp "$(basename "$out"): $minutes minutes"
     $PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$out" --config "$FLOW_CONFIG" \
-        --steps 1000000 --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "$@"
+        --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "$@"
     if [ -n "$COPY_TO" ]; then
         local skip=()
         [ "$(basename "$out")" = flow ] || skip=(--exclude model/vae.safetensors)

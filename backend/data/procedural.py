@@ -28,6 +28,7 @@ Families are balanced: every block of len(families) consecutive samples holds ea
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -347,10 +348,11 @@ def generate(count: int, seed: int, split: str = "train", families: Sequence[str
     return list(iter_samples(count, seed, split, families, max_vertices, T))
 
 
-def _write_shard_range(out: Path, name: str, start: int, count: int, seed: int, split: str,
-                       fams: Sequence[str], max_vertices: int, T: int, compress: bool):
-    """Generate samples start..start+count-1 into one shard; returns what the manifest counts.
-    A top-level function so that worker processes can run it."""
+def _write_shard_range(out: Path, seed: int, split: str, fams: Sequence[str], max_vertices: int, T: int,
+                       compress: bool, job: tuple[str, int, int]):
+    """Generate the samples of one shard, job = (name, start, count); returns what the manifest
+    counts. A top-level function so that worker processes can run it."""
+    name, start, count = job
     batch = list(iter_samples(count, seed, split, fams, max_vertices, T, start=start))
     write_shard(out / name, batch, compress=compress)
     notes = [s.meta["vertex_budget_note"] for s in batch if "vertex_budget_note" in s.meta]
@@ -384,18 +386,17 @@ def write_dataset(out_dir, count: int, seed: int, split: str = "train", shard_si
             raise DatasetError(f"{out} already holds shards ({old.name}). Fix: choose an empty folder.")
     jobs = [(f"shard-{k:05d}.npz", start, min(shard_size, count - start))
             for k, start in enumerate(range(0, int(count), int(shard_size)))]
-    args = lambda job: (out, *job, seed, split, fams, max_vertices, T, compress)
-    if workers == 1:
-        results = map(lambda job: _write_shard_range(*args(job)), jobs)
-    else:
+    work = functools.partial(_write_shard_range, out, seed, split, fams, max_vertices, T, compress)
+    pool = None
+    if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # fork: workers inherit the imported generator instead of importing it again
         pool = ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("fork"))
-        results = pool.map(_write_shard_range, *zip(*(args(job) for job in jobs)))
     fam_counts, kind_counts, notes, done = Counter(), Counter(), [], 0
     try:
+        results = map(work, jobs) if pool is None else pool.map(work, jobs)
         for (_, _, n), (fam, kind, shard_notes) in zip(jobs, results):  # in shard order
             fam_counts.update(fam)
             kind_counts.update(kind)
@@ -404,7 +405,7 @@ def write_dataset(out_dir, count: int, seed: int, split: str = "train", shard_si
             if progress is not None:
                 progress(done, count)
     finally:
-        if workers > 1:
+        if pool is not None:
             pool.shutdown(cancel_futures=True)
     shards = [name for name, _, _ in jobs]
     manifest = {

@@ -72,7 +72,7 @@ def latent_stats(encoded: EncodedSet) -> LatentStats:
                        ft_mean=float(encoded.mean.mean()), ft_std=float(encoded.mean.std()))
 
 
-def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None, device: str = "cpu") -> LatentStats:
+def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None, device: str = "auto") -> LatentStats:
     from ..pipeline import pick_device
 
     device = pick_device(device)

@@ -559,10 +559,153 @@ MORE_TRAIN_TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+# Generator version 3. The shipped model read training wording well (91% top-1) but held-out
+# wording poorly (74%): it had learned the training verbs, not what they mean. These templates
+# add noun-phrase sentence shapes ("performs a quick hop", "with a slow throb") and synonyms, under
+# the same rules as `MORE_TRAIN_TEMPLATES` (a test checks them the same way).
+WIDER_TRAIN_TEMPLATES: dict[str, list[str]] = {
+    "flap_wings": [
+        "{a_noun} performs {speed_adj} {amp_adj} wingbeats",
+        "{the_noun} takes flight, its wings pumping {amp} {speed}",
+        "{the_noun} works its wings up and down {amp} {speed}",
+    ],
+    "wag_tail": [
+        "{a_noun} swishes its tail around {amp} {speed}",
+        "{the_noun} excitedly waggles its tail {amp} {speed}",
+        "{noun} tail swinging left and right {amp} {speed}",
+    ],
+    "walk": [
+        "{a_noun} takes a {speed_adj} stroll {dir} {amp}",
+        "{the_noun} strides {dir} {speed} {amp}",
+        "locomotion cycle: {the_noun} {verb} {dir} {amp}",
+    ],
+    "wave_arm": [
+        "{a_noun} says hi with its {dir} hand {amp} {speed}",
+        "{the_noun} hails a friend with its {dir} arm {amp} {speed}",
+        "{a_noun} waggles its lifted {dir} hand {amp} {speed}",
+    ],
+    "raise_arms": [
+        "{a_noun} performs a {speed_adj} arms-up gesture {amp}",
+        "{the_noun} lifts both hands overhead {amp} {speed}",
+        "{a_noun} cheers with both arms held high {amp} {speed}",
+    ],
+    "nod_head": [
+        "{a_noun} with a {speed_adj} {amp_adj} head bob",
+        "{the_noun} agrees, bobbing its head {amp} {speed}",
+        "{noun} nodding along {amp} {speed}",
+    ],
+    "shake_head": [
+        "{a_noun} signals no with its head {amp} {speed}",
+        "{the_noun} swings its head left to right and back {amp} {speed}",
+        "{a_noun} disagrees, turning its head from side to side {amp} {speed}",
+    ],
+    "swim": [
+        "{a_noun} on a {speed_adj} swim {dir}",
+        "{the_noun} glides {dir} underwater with {amp_adj} tail beats {speed}",
+        "{a_noun} swimming laps {dir} {amp} {speed}",
+    ],
+    "slither": [
+        "{a_noun} glides {dir} like an eel {amp} {speed}",
+        "{the_noun} creeps {dir} like a worm {amp} {speed}",
+        "{noun} undulating {dir} along the ground {amp} {speed}",
+    ],
+    "rear_up": [
+        "{a_noun} performs a {speed_adj} {amp_adj} rearing move",
+        "{the_noun} stands tall on its back legs {amp} {speed}",
+        "{noun} rearing like a stallion {amp} {speed}",
+    ],
+    "jump": [
+        "{a_noun} takes a {amp_adj} hop {dir} {speed}",
+        "{the_noun} bounds {dir} {amp} {speed}",
+        "{a_noun} performs a {amp_adj} vault {dir} {speed}",
+    ],
+    "bounce": [
+        "{a_noun} with {speed_adj} {amp_adj} rebounds",
+        "{the_noun} keeps rebounding {amp} {speed}",
+        "{noun} on a trampoline, bouncing {amp} {speed}",
+    ],
+    "spin": [
+        "{a_noun} performs a {speed_adj} {dir} rotation",
+        "{the_noun} makes full turns {dir} {speed}",
+        "{noun} rotating about its upright axis {dir} {speed}",
+    ],
+    "sway": [
+        "{a_noun} with {speed_adj} {amp_adj} rocking {dir}",
+        "{the_noun} teeters {dir} {amp} {speed}",
+        "{noun} rocking on its feet {dir} {amp} {speed}",
+    ],
+    "shake": [
+        "{a_noun} with {amp_adj} {speed_adj} shivers {dir}",
+        "{the_noun} judders {dir} {amp} {speed}",
+        "{a_noun} performs a {speed_adj} {amp_adj} tremble {dir}",
+    ],
+    "squash_stretch": [
+        "{a_noun} performs a {speed_adj} {amp_adj} squish and extend cycle",
+        "{the_noun} squats flat then shoots up tall {amp} {speed}",
+        "{noun} compressing and elongating {amp} {speed}",
+    ],
+    "twist": [
+        "{a_noun} performs a {speed_adj} {amp_adj} {dir} wring",
+        "{the_noun} turns its upper half {dir} against its lower half {amp} {speed}",
+        "{noun} corkscrewing {dir} {amp} {speed}",
+    ],
+    "bend": [
+        "{a_noun} performs a {speed_adj} {amp_adj} bow {dir}",
+        "{the_noun} curls its body over {dir} {amp} {speed}",
+        "{a_noun} hunches {dir} {amp} {speed}",
+    ],
+    "pulse": [
+        "{a_noun} with a {speed_adj} {amp_adj} throb",
+        "{the_noun} puffs up and deflates again and again {amp} {speed}",
+        "{noun} rhythmically inflating and contracting {amp} {speed}",
+    ],
+    "wobble": [
+        "{a_noun} with a {speed_adj} {amp_adj} jiggle {dir}",
+        "{the_noun} jiggles {dir} like a soft dessert {amp} {speed}",
+        "{noun} quaking like jelly {dir} {amp} {speed}",
+    ],
+    "float_up": [
+        "{a_noun} rises skyward {amp} {speed}",
+        "{the_noun} performs a {speed_adj} {amp_adj} levitation",
+        "{noun} climbing into the air {amp} {speed}",
+    ],
+    "sink": [
+        "{a_noun} performs a {speed_adj} {amp_adj} descent into the ground",
+        "{the_noun} vanishes into the floor {amp} {speed}",
+        "{noun} dipping down into the ground {amp} {speed}",
+    ],
+    "grow": [
+        "{a_noun} gets taller and wider {amp} {speed}",
+        "{the_noun} with a {speed_adj} {amp_adj} growth spurt",
+        "{the_noun} upsizes {amp} {speed}",
+    ],
+    "shrink": [
+        "{a_noun} with a {speed_adj} {amp_adj} size reduction",
+        "{the_noun} gets tinier {amp} {speed}",
+        "{a_noun} shrivels {amp} {speed}",
+    ],
+    "fall_over": [
+        "{a_noun} takes a {speed_adj} fall {dir} {amp}",
+        "{the_noun} flops over {dir} {amp} {speed}",
+        "{a_noun} crumples {dir} {amp} {speed}",
+    ],
+    "melt": [
+        "{a_noun} turns into a puddle {amp} {speed}",
+        "{the_noun} dissolves and runs down {amp} {speed}",
+        "{a_noun} with a {speed_adj} {amp_adj} meltdown",
+        "{the_noun} drips and oozes down like a candle {amp} {speed}",
+    ],
+    "roll": [
+        "{a_noun} with a {speed_adj} tumble {dir}",
+        "{the_noun} flips over and over {dir} {speed}",
+        "{noun} rotating end over end {dir} {speed}",
+    ],
+}
+
 
 def templates_of(family: str) -> list[str]:
     """Every template of a family, indexed as in the module notes (0-7, then the extra ones)."""
-    return CAPTIONS[family][0] + MORE_TRAIN_TEMPLATES.get(family, [])
+    return CAPTIONS[family][0] + MORE_TRAIN_TEMPLATES.get(family, []) + WIDER_TRAIN_TEMPLATES.get(family, [])
 
 
 def train_templates(family: str) -> list[int]:

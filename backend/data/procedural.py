@@ -46,7 +46,7 @@ from backend.data.motions import FAMILY_SPECS, animate, sample_params
 from backend.data.sample import MotionSample, apply_vertex_budget
 from backend.data.shards import write_shard
 
-GENERATOR_VERSION = 2  # 2: more training paraphrases (motions unchanged)
+GENERATOR_VERSION = 3  # 2, 3: more training paraphrases (motions unchanged)
 FAMILIES: list[str] = list(FAMILY_SPECS)
 SPLITS = ("train", "eval")
 EVAL_MESH_MODULUS = 10

@@ -30,3 +30,19 @@ def test_default_model_animates_the_example_and_follows_the_prompt():
     moved = np.linalg.norm(flap.frames - flap.frames[:1], axis=-1).max()
     assert moved > 0.05 * np.ptp(vertices, axis=0).max()
     assert np.abs(flap.frames - spin.frames).max() > 0.05 * np.ptp(vertices, axis=0).max()
+
+
+def test_wording_probe_tells_a_known_phrasing_from_standing_still(tmp_path):
+    # scripts/probe_phrasings.py is how the model card measures which phrasings move the model.
+    import importlib.util
+
+    from backend.data.procedural import write_dataset
+
+    write_dataset(tmp_path, 2, seed=2, split="eval", families=["melt"], max_vertices=300)
+    spec = importlib.util.spec_from_file_location("probe_phrasings", REPO / "scripts" / "probe_phrasings.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    ratios = probe.probe(str(EMBEDDED_DIR), tmp_path, "melt", ["melts", "stands still"], limit=2)
+    assert set(ratios) == {"melts", "stands still"}
+    assert all(np.isfinite(r) and r > 0 for r in ratios.values())
+    assert ratios["melts"] > 2 * ratios["stands still"], ratios

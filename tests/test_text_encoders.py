@@ -331,3 +331,19 @@ def test_minilm_folder_from_the_environment_half_precision_copy(tmp_path, monkey
     monkeypatch.setenv(MINILM_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match=MINILM_DIR_ENV):
         minilm_model_dir()
+
+
+def test_text_encoder_probe_ranks_a_known_synonym_first_and_reports_every_verb():
+    # scripts/probe_text_encoder.py: the model card's evidence on which held-out verbs MiniLM knows.
+    import importlib.util
+
+    from backend.models.text import MiniLMTextEncoder
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_text_encoder.py"
+    spec = importlib.util.spec_from_file_location("probe_text_encoder", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    training = {"spin": "spins", "grow": "grows", "sink": "sinks"}
+    ranks = probe.family_ranks(MiniLMTextEncoder(), {"rotates": "spin", "gets larger": "grow"}, training)
+    assert ranks["rotates"][0] == 1 and ranks["gets larger"][0] == 1, ranks
+    assert all(len(nearest) == 3 and set(nearest) == set(training) for _, nearest in ranks.values())

@@ -12,6 +12,7 @@ does not gives about what "stands still" gives.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -26,18 +27,19 @@ from backend.pipeline import animate  # noqa: E402
 
 
 def probe(model_dir: str, data: Path, family: str, phrases: list[str], limit: int) -> dict[str, float]:
-    samples = [s for s in list(iter_dataset(data))[:limit] if s.family == family]
+    samples = [s for s in itertools.islice(iter_dataset(data), limit) if s.family == family]
     if not samples:
         raise SystemExit(f"no {family} clips among the first {limit} of {data}")
     model = load_model(model_dir)
+    # Each clip's normalising frame (frame-0 box centre and size) and ground-truth amplitude.
+    frames_of = [meshprep.normalize(s.frames[0].astype(np.float32)) for s in samples]
+    truth = [ev.amplitude(ev.normalised(s.frames, *norm)) for s, norm in zip(samples, frames_of)]
     ratios = {}
     for phrase in phrases:
         amps = []
-        for rank, s in enumerate(samples):
-            center, denom = meshprep.normalize(s.frames[0].astype(np.float32))
+        for rank, (s, norm, gt) in enumerate(zip(samples, frames_of, truth)):
             result = animate(s.frames[0], s.faces, f"the {s.meta['noun']} {phrase}", model=model, seed=rank)
-            amps.append(ev.amplitude(ev.normalised(result.frames, center, denom))
-                        / ev.amplitude(ev.normalised(s.frames, center, denom)))
+            amps.append(ev.amplitude(ev.normalised(result.frames, *norm)) / gt)
         ratios[phrase] = float(np.mean(amps))
     return ratios
 

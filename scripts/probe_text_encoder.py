@@ -29,6 +29,7 @@ HELD_OUT_VERBS = {
     "revolves": "spin", "pivots": "sway", "becomes smaller": "shrink", "becomes bigger": "grow"}
 
 
+@torch.inference_mode()
 def verb_state(encoder, verb: str) -> torch.Tensor:
     """Mean token state of the verb's word pieces ([CLS] the dog <pieces> [SEP]), unit length."""
     emb = encoder.encode_with_mask([f"the dog {verb}"])
@@ -41,11 +42,10 @@ def family_ranks(encoder, held_out: dict[str, str] = HELD_OUT_VERBS,
     """verb -> (rank of its true family among the training verbs, the three nearest families)."""
     anchors = {family: verb_state(encoder, verb) for family, verb in training.items()}
     out = {}
-    with torch.no_grad():
-        for verb, family in held_out.items():
-            state = verb_state(encoder, verb)
-            ranked = sorted(anchors, key=lambda f: -float(state @ anchors[f]))
-            out[verb] = (ranked.index(family) + 1, ranked[:3])
+    for verb, family in held_out.items():
+        state = verb_state(encoder, verb)
+        ranked = sorted(anchors, key=lambda f: -float(state @ anchors[f]))
+        out[verb] = (ranked.index(family) + 1, ranked[:3])
     return out
 
 

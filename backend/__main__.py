@@ -1,4 +1,4 @@
-"""Command line: python -m backend {animate, import-official, download-official, models, bench}.
+"""Command line: python -m backend {animate, serve, models, make-dataset, train, vocabulary, eval, bench, ...}.
 
 Errors a user can fix print as one line (`error: ...`) with exit status 2; Ctrl-C exits 130.
 """
@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--device", default="auto", help="where the VAE encodes the clips: auto, cpu, cuda ...")
     ts.add_argument("--out", type=Path, default=None)
     ts.set_defaults(run=cmd_stats)
+
+    v = sub.add_parser("vocabulary", help="write a model folder's vocabulary.json from the datasets its flow learned from")
+    v.add_argument("--model", type=Path, required=True, help="model directory to write vocabulary.json into")
+    v.add_argument("--data", type=Path, action="append", required=True,
+                   help="dataset folder whose captions the flow was trained on (repeat for several)")
+    v.add_argument("--replace", action="store_true", help="drop the words already in the model's vocabulary.json")
+    v.set_defaults(run=cmd_vocabulary)
 
     e = sub.add_parser("eval", help="evaluate a model on a held-out dataset and print a table")
     e.add_argument("--model", default="default")
@@ -266,6 +273,29 @@ def cmd_stats(args) -> int:
     from .train.flow import compute_stats
 
     compute_stats(args.vae, args.data, args.out, args.device)
+    return 0
+
+
+def cmd_vocabulary(args) -> int:
+    from .data.shards import iter_dataset
+    from .vocabulary import Vocabulary, load_vocabulary
+
+    if not (args.model / "config.json").is_file():
+        raise UserError(f"{args.model} is not a model directory (no config.json).")
+    captions, families = [], []
+    for folder in args.data:
+        if not folder.is_dir():
+            raise UserError(f"dataset folder {folder} not found.")
+        for sample in iter_dataset(folder):
+            captions += list(sample.captions)
+            families.append(sample.family)
+    if not captions:
+        raise UserError(f"no captions in {', '.join(map(str, args.data))}: they hold no samples.")
+    vocab = Vocabulary.from_captions(captions, families)
+    if not args.replace:
+        vocab = vocab.merged(load_vocabulary(args.model))
+    path = vocab.save(args.model)
+    print(f"wrote {path}: {len(vocab.known)} words, {len(vocab.motions)} motions")
     return 0
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from .config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, TextEncoderConfig,
                      VAEConfig)
 from .errors import CheckpointError
+from .vocabulary import Vocabulary, load_vocabulary
 from .models.flow import DyMeshMMDiT
 from .models.vae import DyMeshVAE
 
@@ -200,6 +201,7 @@ class LoadedModel:
     flow: DyMeshMMDiT
     text_encoder: nn.Module
     directory: Path
+    vocabulary: Vocabulary | None = None  # the words its flow was trained on, where the folder lists them
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -233,7 +235,7 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> LoadedMod
         module.load_state_dict(state, strict=True)
     for module in (vae, flow, text_encoder):
         module.eval().requires_grad_(False).to(device)
-    return LoadedModel(config, vae, flow, text_encoder, directory)
+    return LoadedModel(config, vae, flow, text_encoder, directory, load_vocabulary(directory))
 
 
 def save_model(directory: Path, config: ModelConfig, vae: DyMeshVAE, flow: DyMeshMMDiT,

@@ -100,6 +100,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         seed = secrets.randbelow(MAX_SEED)
     generator = torch.Generator().manual_seed(int(seed))
     warnings = check_prompt(prompt, getattr(model.text_encoder, "tokenizer", None)) + list(prep.warnings)
+    if model.vocabulary is not None:
+        warnings += model.vocabulary.check(prompt)
 
     rest = torch.from_numpy(np.ascontiguousarray(prep.normalized, dtype=np.float32))
     edges = torch.from_numpy(np.ascontiguousarray(prep.edges, dtype=np.int64)).reshape(-1, 2)

@@ -79,6 +79,12 @@ def test_flow_training_exports_a_model_the_pipeline_runs(tmp_path, dataset, vae_
     sample = next(iter(iter_dataset(dataset)))
     result = animate(sample.frames[0], sample.faces, "a bird flaps its wings", model=model, seed=0, steps=3)
     assert result.frames.shape == sample.frames.shape and np.isfinite(result.frames).all()
+    # the export lists the words it learned from, so a prompt beyond them is flagged
+    captions = [c for s in iter_dataset(dataset) for c in s.captions]
+    assert model.vocabulary is not None and all(model.vocabulary.check(c) == [] for c in captions)
+    assert set(model.vocabulary.motions) == {s.family.replace("_", " ") for s in iter_dataset(dataset)}
+    flagged = animate(sample.frames[0], sample.faces, "a bird xyzzies", model=model, seed=0, steps=2).warnings
+    assert any("'xyzzies'" in w for w in flagged)
 
 
 def test_partial_json_config_keeps_the_small_model_defaults():
@@ -272,12 +278,17 @@ def test_fine_tuning_starts_from_a_model_directory(tmp_path, dataset, vae_run):
     with pytest.raises(UserError, match="model directory with flow.safetensors"):
         Trainer(tmp_path / "z", fresh, OptimConfig()).initialise_from(incomplete, model_file="flow.safetensors")
 
+    from backend.vocabulary import Vocabulary, load_vocabulary
+
+    Vocabulary(frozenset({"zebra"})).save(model_dir)  # a word only the starting model knew
     train_vae(dataset, tmp_path / "vae_ft", VAETrainConfig(vae=TINY_VAE, optim=one_step(), decode_vertices=32),
               init_from=model_dir)
     train_flow(vae_run, dataset, tmp_path / "flow_ft", FlowTrainConfig(flow=tiny_flow, optim=one_step()),
                init_from=model_dir)
     for run in ("vae_ft", "flow_ft"):
         assert json.loads((tmp_path / run / "log.jsonl").read_text().splitlines()[0])["step"] == 1
+    # the fine-tuned flow still knows the words of its starting model
+    assert "zebra" in load_vocabulary(tmp_path / "flow_ft" / "model").known
 
 
 def test_decoder_stage_keeps_the_latents_and_scores_edge_lengths(tmp_path, dataset, vae_run):

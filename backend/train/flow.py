@@ -164,8 +164,20 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     flow.cpu()
     model_dir = Path(out_dir) / "model"
     export_model(model_dir, vae, flow, stats, cfg, text_encoder.width)
+    write_vocabulary(model_dir, encoded, init_from)
     print(f"wrote model directory {model_dir}", file=sys.stderr)
     return model_dir
+
+
+def write_vocabulary(model_dir: Path, encoded: EncodedSet, init_from: Path | None) -> None:
+    """The words of the captions this flow learned from, plus those its starting weights knew."""
+    from ..vocabulary import Vocabulary, load_vocabulary
+
+    vocab = Vocabulary.from_captions([c for cs in encoded.captions for c in cs], encoded.families)
+    if init_from is not None:  # a model directory, or an earlier run whose model/ holds the file
+        for folder in (Path(init_from), Path(init_from) / "model"):
+            vocab = vocab.merged(load_vocabulary(folder))
+    vocab.save(model_dir)
 
 
 def export_model(model_dir: Path, vae, flow, stats: LatentStats, cfg: FlowTrainConfig, text_width: int,

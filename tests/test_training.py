@@ -318,3 +318,37 @@ def test_decoder_stage_keeps_the_latents_and_scores_edge_lengths(tmp_path, datas
     torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
     torch.testing.assert_close(a.x0, b.x0, rtol=0, atol=0)
     assert any(not torch.equal(p, q) for p, q in zip(before.to_outputs.parameters(), after.to_outputs.parameters()))
+
+
+def test_ship_vae_swaps_in_a_decoder_stage_and_refuses_a_moved_encoder(tmp_path, dataset, vae_run):
+    """scripts/ship_vae.py: how a decoder fine-tune reaches the shipped model folder."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from backend.checkpoints import load_model
+    from backend.train.vae import ENCODER_MODULES
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "ship_vae.py"
+    spec = importlib.util.spec_from_file_location("ship_vae", path)
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    tiny_flow = FlowConfig(width=32, layers=1, heads=2)
+    step = lambda: OptimConfig(steps=2, batch_size=2, lr=1e-3, warmup_steps=1, log_every=1, threads=1)
+    model_dir = train_flow(vae_run, dataset, tmp_path / "flow", FlowTrainConfig(flow=tiny_flow, optim=step()))
+    train_vae(dataset, tmp_path / "dec", VAETrainConfig(vae=TINY_VAE, optim=step(), decode_vertices=32,
+                                                        freeze_encoder=True), init_from=model_dir)
+    changed = ship.ship_vae(tmp_path / "dec", model_dir, tmp_path / "shipped")
+    assert changed and not any(k.split(".")[0] in ENCODER_MODULES for k in changed)
+    old, new = load_file(str(model_dir / "vae.safetensors")), load_file(str(tmp_path / "shipped" / "vae.safetensors"))
+    assert all(new[k].dtype == old[k].dtype for k in old)
+    assert (tmp_path / "shipped" / "flow.safetensors").read_bytes() == (model_dir / "flow.safetensors").read_bytes()
+    load_model(tmp_path / "shipped")
+
+    train_vae(dataset, tmp_path / "full", VAETrainConfig(vae=TINY_VAE, optim=step(), decode_vertices=32),
+              init_from=model_dir)
+    with pytest.raises(SystemExit, match="encoder tensors differ"):
+        ship.ship_vae(tmp_path / "full", model_dir, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()

@@ -180,6 +180,13 @@ def write_vocabulary(model_dir: Path, encoded: EncodedSet, init_from: Path | Non
     vocab.save(model_dir)
 
 
+def shipped_state(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The state dict as a model folder stores it: parameters in `dtype` (half the bytes),
+    buffers (the Fourier bases) exact."""
+    params = {name for name, _ in module.named_parameters()}
+    return {k: (v.to(dtype) if k in params else v).contiguous() for k, v in module.state_dict().items()}
+
+
 def export_model(model_dir: Path, vae, flow, stats: LatentStats, cfg: FlowTrainConfig, text_width: int,
                  name: str = "animateanymesh-default", provenance: str = "trained with python -m backend train"):
     from safetensors.torch import save_file
@@ -188,10 +195,7 @@ def export_model(model_dir: Path, vae, flow, stats: LatentStats, cfg: FlowTrainC
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     for module, fname in ((vae, "vae.safetensors"), (flow, "flow.safetensors")):
-        # Parameters shrink to half precision; buffers (the Fourier bases) stay exact.
-        params = {name for name, _ in module.named_parameters()}
-        state = {k: (v.to(dtype) if k in params else v).contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(model_dir / fname))
+        save_file(shipped_state(module, dtype), str(model_dir / fname))
     config = ModelConfig(name=name, vae=vae.config, flow=cfg.flow,
                          text=TextEncoderConfig(kind="minilm", width=text_width, layers=0, heads=0,
                                                 vocab_size=0, context_length=MINILM_TOKENS),

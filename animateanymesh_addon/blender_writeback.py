@@ -107,6 +107,17 @@ def _store_record(obj, record: dict) -> None:
     obj[RECORD_PROP] = record
 
 
+def note_warnings(obj, warnings: list[str]) -> None:
+    """Keep what the backend warned about with the animation it concerns, so the panel can show
+    it for as long as the object carries that animation (an operator report flashes by once).
+    One string, a warning a line: ID properties hold no lists of strings."""
+    record = animation_info(obj)
+    if record is None:
+        return
+    record["warnings"] = "\n".join(" ".join(w.split()) for w in dict.fromkeys(warnings))
+    _store_record(obj, record)
+
+
 # ------------------------------------------------------------------------------ actions
 
 def _data_path(key_name: str) -> str:

@@ -468,6 +468,8 @@ class BatchRun:
                 infos = write_results(frames, self.options)
                 self.warnings += [f"{item.object_name}: {w}"
                                   for w in job.warnings + [w for i in infos for w in i.warnings]]
+                for info in infos:
+                    bw.note_warnings(bpy.data.objects.get(info.object_name), job.warnings + info.warnings)
                 self.queue.done(item, job.seed, job.seconds)
                 self.written += 1
             except AnimateError as exc:

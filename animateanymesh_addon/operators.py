@@ -333,6 +333,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         self.seed = run.seed if run.seed is not None else self.seed
         for text in run.warnings + [w for info in infos for w in info.warnings]:
             self.report({"WARNING"}, text)
+        for info in infos:
+            bw.note_warnings(bpy.data.objects.get(info.object_name), run.warnings + info.warnings)
         first = infos[0]
         names = ", ".join(info.object_name for info in infos)
         message = (f"Animated {names}: {first.num_frames} frames on {first.frame_start:g}-"

@@ -1,6 +1,8 @@
 """3D View > Sidebar > AnimateAnyMesh: the prompt and its settings, Animate with its progress,
 the batch queue, and bake / export."""
 
+import textwrap
+
 import bpy
 
 from . import blender_writeback as bw
@@ -8,6 +10,12 @@ from . import session
 
 STATUS_ICONS = {"queued": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
                 "cancelled": "CANCEL"}
+
+
+def _wrapped(layout, text: str, icon: str = "NONE", width: int = 44) -> None:
+    """A long message as several labels: Blender's labels do not wrap."""
+    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+        layout.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
 def _progress(layout, run) -> None:
@@ -74,6 +82,8 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
             mode = "shape keys" if info.get("mode") == bw.MODE_SHAPE_KEYS else "point cache"
             layout.label(text=f"{obj.name}: {info.get('num_frames')} frames as {mode}",
                          icon="SHAPEKEY_DATA")
+            for warning in str(info.get("warnings", "")).splitlines():
+                _wrapped(layout.column(align=True), warning, icon="ERROR")
 
 
 class VIEW3D_PT_animateanymesh_batch(bpy.types.Panel):

@@ -345,6 +345,7 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
     keys = {n: bw.animation_frames(bpy.data.objects[n]).tolist() for n in ("A", "B")}
     info = bw.animation_info(bpy.data.objects["A"])
     assert info["mode"] == "SHAPE_KEYS" and info["frame_start"] == 1.0
+    warned = info.get("warnings", "")
     assert bpy.data.objects["A"].data.shape_keys.key_blocks[0].name == "Basis"
 
     bpy.ops.ed.undo()
@@ -394,6 +395,7 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
             errors[f"{name}@{t}"] = point_set_distance(_world_positions(imported[name]), expected)
     session.forget_client()
     return {"sent": sent, "keys": keys, "pc2": pc2, "rewritten": rewritten, "rewrite_s": rewrite_s,
+            "warned": warned, "warned_on_rewrite": timing.get("warnings", ""),
             "before": before, "after_undo": after_undo, "frame_range": list(frame_range),
             "morphs": morphs, "errors": errors}
 
@@ -547,7 +549,11 @@ class _FakeLayout:
     def separator(self, *args, **kwargs):
         pass
 
-    def label(self, text="", **kwargs):
+    def label(self, text="", icon="NONE", **kwargs):
+        import bpy
+
+        icons = bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys()
+        assert icon in icons, f"no icon {icon!r}"  # Blender would fail the whole panel's draw
         self.log.append(("label", text))
 
     def progress(self, factor=0.0, type="BAR", text=""):
@@ -591,6 +597,14 @@ def scenario_ui_and_offline(zip_path: str, python: str, model_dir: str) -> dict:
         def __getattr__(self, name):
             return getattr(self._target, name)
 
+    # an animated active object whose run was warned about: the panel keeps showing the warning
+    import numpy as np
+
+    obj = bpy.data.objects["A"]
+    bpy.context.view_layer.objects.active = obj
+    rest = np.array([v.co[:] for v in obj.data.vertices], dtype=np.float32)
+    bw.write_shape_keys(obj, np.repeat(rest[None], 4, axis=0), 1, 1.0)
+    bw.note_warnings(obj, ["The model never saw the word 'xyzzy' in its training captions, so it may ignore it."])
     for cls in panel.CLASSES:
         cls.draw(Host(), bpy.context)
     prefs = session.preferences()
@@ -707,8 +721,18 @@ def expected_frames(sent: dict, model_dir, names=("A", "B"), prompt: str = PROMP
 def test_animate_matches_the_backend_undoes_and_bakes(blender_args, tmp_path):
     from animateanymesh_addon import writeback as wb
 
+    import shutil
+
+    from backend.vocabulary import Vocabulary
+
+    model = tmp_path / "model"  # the tiny model, with a vocabulary that lacks PROMPT's "wind"
+    shutil.copytree(blender_args["model_dir"], model)
+    Vocabulary.from_captions(["a flag waves in a breeze"]).save(model)
+    blender_args = dict(blender_args, model_dir=str(model))
     r = run_in_blender(MODULE, "scenario_animate_undo_and_bake", out_dir=str(tmp_path), **blender_args)
     expected = expected_frames(r["sent"], blender_args["model_dir"])
+    # the backend's warning stays on the animated object (and on the rewrite from the kept result)
+    assert "'wind'" in r["warned"] and r["warned_on_rewrite"] == r["warned"]
     for name in ("A", "B"):
         keys = np.asarray(r["keys"][name])
         assert keys.shape == expected[name].shape == (16, len(r["sent"][name]["rest"]), 3)
@@ -795,6 +819,9 @@ def test_panels_preferences_and_offline_refusals(blender_args):
             "animateanymesh.export_animation", "python_mode", "python_path",
             "animateanymesh.setup_backend", "animateanymesh.download_official"} <= drawn
     assert ["label", f"Using {sys.executable} (preferences)"] in r["log"]  # JSON: lists
+    labels = [text for kind, text in r["log"] if kind == "label"]
+    start = next(i for i, text in enumerate(labels) if text.startswith("The model never saw"))
+    assert " ".join(labels[start:start + 3]).startswith("The model never saw the word 'xyzzy' in its training")
     assert r["seed_changed"]
     assert r["online"] is False  # the bpy wheel runs with online access off
     for name in ("setup_backend", "download_official"):

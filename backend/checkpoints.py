@@ -26,9 +26,9 @@ from torch import nn
 from .config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, TextEncoderConfig,
                      VAEConfig)
 from .errors import CheckpointError
-from .vocabulary import Vocabulary, load_vocabulary
 from .models.flow import DyMeshMMDiT
 from .models.vae import DyMeshVAE
+from .vocabulary import Vocabulary, load_vocabulary
 
 CLIP_PREFIX = "clip_text_model.text_model."
 WEIGHT_FILES = {"vae": "vae.safetensors", "flow": "flow.safetensors", "text": "text_encoder.safetensors"}

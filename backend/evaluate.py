@@ -229,9 +229,15 @@ def _ratio(a, b) -> float:
     return float(np.mean(a) / max(np.mean(b), 1e-12))
 
 
-@torch.no_grad()
 def reconstruction_error(model, frames_n: np.ndarray, faces, seed: int) -> np.ndarray:
     """Per-vertex, per-frame L2 error of encode -> decode, in % of the frame-0 box diagonal."""
+    err = np.linalg.norm(reconstruct(model, frames_n, faces, seed) - frames_n, axis=-1)
+    return 100 * err.ravel() / bbox_diagonal(frames_n[0])
+
+
+@torch.no_grad()
+def reconstruct(model, frames_n: np.ndarray, faces, seed: int) -> np.ndarray:
+    """encode -> decode (posterior mean) of a normalised clip (T, N, 3), as inference would."""
     from .models.fps import sample_token_indices
 
     vae = model.vae
@@ -243,9 +249,7 @@ def reconstruction_error(model, frames_n: np.ndarray, faces, seed: int) -> np.nd
     idx = sample_token_indices(vae.sampling_space(rest, feats)[0], n, k, torch.Generator().manual_seed(seed),
                                model.config.compat.replace_index_zero)
     enc = vae.encode(torch.from_numpy(frames_n)[None], edges, idx[None], pc0_embed=feats)
-    recon = vae.decode(enc.mode(), feats, rest)[0].numpy()
-    err = np.linalg.norm(recon - frames_n, axis=-1)
-    return 100 * err.ravel() / bbox_diagonal(frames_n[0])
+    return vae.decode(enc.mode(), feats, rest)[0].numpy()
 
 
 def cross_validated_accuracy(clips, labels, families: int, seed: int, steps: int = 300, folds: int = 4) -> float:

@@ -46,3 +46,25 @@ def test_wording_probe_tells_a_known_phrasing_from_standing_still(tmp_path):
     assert set(ratios) == {"melts", "stands still"}
     assert all(np.isfinite(r) and r > 0 for r in ratios.values())
     assert ratios["melts"] > 2 * ratios["stands still"], ratios
+
+
+def test_reconstruction_probe_labels_each_familys_reconstructions(tmp_path):
+    # scripts/probe_reconstruction.py: which families survive the VAE (the model card's shake finding).
+    import importlib.util
+
+    import pytest
+
+    from backend.data.procedural import write_dataset
+
+    write_dataset(tmp_path, 8, seed=2, split="eval", families=["roll", "spin"], max_vertices=300)
+    spec = importlib.util.spec_from_file_location("probe_reconstruction",
+                                                  REPO / "scripts" / "probe_reconstruction.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rows = probe.probe([str(EMBEDDED_DIR)], tmp_path, limit=4, judge_steps=200)[str(EMBEDDED_DIR)]
+    assert set(rows) == {"roll", "spin"} and sum(r["n"] for r in rows.values()) == 4
+    for r in rows.values():
+        assert 0.0 <= r["recognised"] <= 1.0 and 0.0 < r["error_pct"] < 10.0
+        assert 0.8 < r["amplitude"] < 1.25  # large rigid motions come through the VAE whole
+    with pytest.raises(SystemExit, match="must cover every family"):
+        probe.probe([str(EMBEDDED_DIR)], tmp_path, limit=8, judge_steps=10)

@@ -231,7 +231,12 @@ def _ratio(a, b) -> float:
 
 def reconstruction_error(model, frames_n: np.ndarray, faces, seed: int) -> np.ndarray:
     """Per-vertex, per-frame L2 error of encode -> decode, in % of the frame-0 box diagonal."""
-    err = np.linalg.norm(reconstruct(model, frames_n, faces, seed) - frames_n, axis=-1)
+    return percent_error(reconstruct(model, frames_n, faces, seed), frames_n)
+
+
+def percent_error(recon: np.ndarray, frames_n: np.ndarray) -> np.ndarray:
+    """Per-vertex, per-frame L2 distance (flattened), in % of the frame-0 box diagonal."""
+    err = np.linalg.norm(recon - frames_n, axis=-1)
     return 100 * err.ravel() / bbox_diagonal(frames_n[0])
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -57,6 +57,10 @@ def word_key(word: str) -> str:
 class Vocabulary:
     known: frozenset[str]
     motions: tuple[str, ...] = ()   # names of the motions taught, e.g. "flap wings" (may be empty)
+    keys: frozenset[str] = field(init=False, repr=False, compare=False)  # word_key of every known word
+
+    def __post_init__(self):
+        object.__setattr__(self, "keys", frozenset(word_key(w) for w in self.known))
 
     @classmethod
     def from_captions(cls, captions: Iterable[str], families: Iterable[str | None] = ()) -> "Vocabulary":
@@ -73,15 +77,7 @@ class Vocabulary:
     def unknown(self, prompt: str) -> list[str]:
         """The prompt's words that no training caption used in any inflection, once each, in
         prompt order."""
-        keys = self._keys()
-        return [w for w in dict.fromkeys(words(prompt)) if w not in self.known and word_key(w) not in keys]
-
-    def _keys(self) -> frozenset[str]:
-        cached = self.__dict__.get("_key_cache")
-        if cached is None:
-            cached = frozenset(word_key(w) for w in self.known)
-            object.__setattr__(self, "_key_cache", cached)  # frozen: computed once, on first use
-        return cached
+        return [w for w in dict.fromkeys(words(prompt)) if w not in self.known and word_key(w) not in self.keys]
 
     def check(self, prompt: str) -> list[str]:
         """Warnings for a prompt (empty when every word is known)."""

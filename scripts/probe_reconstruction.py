@@ -60,8 +60,7 @@ def probe(model_dirs: list[str], data: Path, limit: int, families: list[str] | N
                 "recognised": float(np.mean([predicted[i] == label[family] for i in idx])),
                 "amplitude": float(np.mean([ev.amplitude(recon[i]) for i in idx]) /
                                    max(np.mean([ev.amplitude(truth[i]) for i in idx]), 1e-12)),
-                "error_pct": float(np.mean([ev.reconstruction_error(model, truth[i], chosen[i].faces, 0).mean()
-                                            for i in idx])),
+                "error_pct": float(np.mean([ev.percent_error(recon[i], truth[i]).mean() for i in idx])),
             }
         out[str(model_dir)] = rows
     return out

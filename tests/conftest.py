@@ -35,6 +35,20 @@ def load_fixture(fixtures_dir):
 
 
 @pytest.fixture(scope="session")
+def load_script():
+    """A module from scripts/ (plain files, not a package), as the command line would run it."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, fixtures_dir):
     """The fixture's official-layout checkpoint imported as a real (tiny, random-weight) model."""
     from backend.checkpoints import import_official

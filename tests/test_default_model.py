@@ -32,35 +32,26 @@ def test_default_model_animates_the_example_and_follows_the_prompt():
     assert np.abs(flap.frames - spin.frames).max() > 0.05 * np.ptp(vertices, axis=0).max()
 
 
-def test_wording_probe_tells_a_known_phrasing_from_standing_still(tmp_path):
+def test_wording_probe_tells_a_known_phrasing_from_standing_still(tmp_path, load_script):
     # scripts/probe_phrasings.py is how the model card measures which phrasings move the model.
-    import importlib.util
-
     from backend.data.procedural import write_dataset
 
     write_dataset(tmp_path, 2, seed=2, split="eval", families=["melt"], max_vertices=300)
-    spec = importlib.util.spec_from_file_location("probe_phrasings", REPO / "scripts" / "probe_phrasings.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("probe_phrasings")
     ratios = probe.probe(str(EMBEDDED_DIR), tmp_path, "melt", ["melts", "stands still"], limit=2)
     assert set(ratios) == {"melts", "stands still"}
     assert all(np.isfinite(r) and r > 0 for r in ratios.values())
     assert ratios["melts"] > 2 * ratios["stands still"], ratios
 
 
-def test_reconstruction_probe_labels_each_familys_reconstructions(tmp_path):
+def test_reconstruction_probe_labels_each_familys_reconstructions(tmp_path, load_script):
     # scripts/probe_reconstruction.py: which families survive the VAE (the model card's shake finding).
-    import importlib.util
-
     import pytest
 
     from backend.data.procedural import write_dataset
 
     write_dataset(tmp_path, 8, seed=2, split="eval", families=["roll", "spin"], max_vertices=300)
-    spec = importlib.util.spec_from_file_location("probe_reconstruction",
-                                                  REPO / "scripts" / "probe_reconstruction.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("probe_reconstruction")
     rows = probe.probe([str(EMBEDDED_DIR)], tmp_path, limit=4, judge_steps=200)[str(EMBEDDED_DIR)]
     assert set(rows) == {"roll", "spin"} and sum(r["n"] for r in rows.values()) == 4
     for r in rows.values():

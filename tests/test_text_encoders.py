@@ -333,16 +333,11 @@ def test_minilm_folder_from_the_environment_half_precision_copy(tmp_path, monkey
         minilm_model_dir()
 
 
-def test_text_encoder_probe_ranks_a_known_synonym_first_and_reports_every_verb():
+def test_text_encoder_probe_ranks_a_known_synonym_first_and_reports_every_verb(load_script):
     # scripts/probe_text_encoder.py: the model card's evidence on which held-out verbs MiniLM knows.
-    import importlib.util
-
     from backend.models.text import MiniLMTextEncoder
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "probe_text_encoder.py"
-    spec = importlib.util.spec_from_file_location("probe_text_encoder", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("probe_text_encoder")
     training = {"spin": "spins", "grow": "grows", "sink": "sinks"}
     ranks = probe.family_ranks(MiniLMTextEncoder(), {"rotates": "spin", "gets larger": "grow"}, training)
     assert ranks["rotates"][0] == 1 and ranks["gets larger"][0] == 1, ranks

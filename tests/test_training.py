@@ -320,20 +320,14 @@ def test_decoder_stage_keeps_the_latents_and_scores_edge_lengths(tmp_path, datas
     assert any(not torch.equal(p, q) for p, q in zip(before.to_outputs.parameters(), after.to_outputs.parameters()))
 
 
-def test_ship_vae_swaps_in_a_decoder_stage_and_refuses_a_moved_encoder(tmp_path, dataset, vae_run):
+def test_ship_vae_swaps_in_a_decoder_stage_and_refuses_a_moved_encoder(tmp_path, dataset, vae_run, load_script):
     """scripts/ship_vae.py: how a decoder fine-tune reaches the shipped model folder."""
-    import importlib.util
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from backend.checkpoints import load_model
     from backend.train.vae import ENCODER_MODULES
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "ship_vae.py"
-    spec = importlib.util.spec_from_file_location("ship_vae", path)
-    ship = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship)
+    ship = load_script("ship_vae")
 
     tiny_flow = FlowConfig(width=32, layers=1, heads=2)
     step = lambda: OptimConfig(steps=2, batch_size=2, lr=1e-3, warmup_steps=1, log_every=1, threads=1)

@@ -225,6 +225,35 @@ def test_motion_balanced_reconstruction_weighs_clips_by_their_motion(dataset):
     assert not torch.allclose(balanced["loss"], plain["loss"])
 
 
+def test_family_weights_draw_a_family_more_often_and_refuse_unknown_names():
+    from backend.train.batching import family_sampler
+
+    families = ["shake"] * 10 + ["spin"] * 90
+    assert family_sampler(families, {}) is None
+    draw = family_sampler(families, {"shake": 9.0})
+    picks = draw(20000, torch.Generator().manual_seed(0))
+    shake_share = (picks < 10).float().mean().item()
+    assert shake_share == pytest.approx(0.5, abs=0.02)  # 10 * 9 against 90 * 1
+    with pytest.raises(UserError, match="shke.*its families are: shake, spin"):
+        family_sampler(families, {"shke": 3.0})
+    with pytest.raises(UserError, match="positive"):
+        family_sampler(families, {"shake": 0.0})
+
+
+def test_vae_run_with_family_weights_trains_and_records_them(tmp_path, dataset):
+    from backend.train.data import load_prepared
+
+    present = sorted({s.family for s in load_prepared(dataset, 16)})
+    cfg = VAETrainConfig.from_dict({"optim": {"steps": 4, "batch_size": 2, "threads": 1, "log_every": 2},
+                                    "family_weights": {present[0]: 4.0}})
+    cfg = dataclasses.replace(cfg, vae=TINY_VAE, decode_vertices=32)
+    train_vae(dataset, tmp_path / "run", cfg)
+    assert (tmp_path / "run" / "vae.safetensors").is_file()
+    assert len(losses(tmp_path / "run")) == 2
+    with pytest.raises(UserError, match="does not hold"):
+        train_vae(dataset, tmp_path / "bad", dataclasses.replace(cfg, family_weights={"no_such": 2.0}))
+
+
 def test_second_stage_starts_from_an_earlier_run(tmp_path, dataset, vae_run):
     from safetensors.torch import load_file
 

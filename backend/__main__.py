@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="default")
     e.add_argument("--data", type=Path, required=True)
     e.add_argument("--limit", type=int, default=None, help="evaluate on at most this many samples")
+    e.add_argument("--skip", type=int, default=0,
+                   help="start after this many samples (a validation slice disjoint from the reported one)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--cache", default=None)
     e.add_argument("--judge-steps", type=int, default=3000, help="training steps of the motion-family judge")
@@ -306,7 +308,7 @@ def cmd_eval(args) -> int:
 
     report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
                       classifier_steps=args.judge_steps, guidance=args.guidance,
-                      wording=args.wording)
+                      wording=args.wording, skip=args.skip)
     print(format_report(report))
     return 0
 

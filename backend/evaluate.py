@@ -154,20 +154,26 @@ class Report:
     rigid_clips: int
     per_family: dict = field(default_factory=dict)
     wording: str = "dataset"
+    skip: int = 0  # clips of the folder before the evaluated ones
 
 
 def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: int = 0,
              steps: int | None = None, classifier_steps: int = 3000, guidance: float | None = None,
-             wording: str = "dataset") -> Report:
+             wording: str = "dataset", skip: int = 0) -> Report:
+    """`skip` evaluates the clips after the first `skip` ones: a validation slice, disjoint from
+    the reported one, on which to choose between runs or settings."""
     from .data.shards import iter_dataset
 
     model = load_model(model_dir)
     everything = list(iter_dataset(Path(data_dir)))
-    samples = everything[:limit] if limit else everything
+    if skip < 0 or skip >= len(everything):
+        raise UserError(f"--skip {skip} leaves no clips: {data_dir} holds {len(everything)}.")
+    end = skip + limit if limit else len(everything)
+    samples = everything[skip:end]
     # The judge learns from ground-truth clips of *other* held-out samples when the folder has
     # more than we evaluate (and they cover every evaluated family), so it never saw the meshes
     # it labels; otherwise it is trained on the evaluated clips and rated by cross-validation.
-    judge_pool = [s for s in everything[len(samples):] if s.family]
+    judge_pool = [s for s in everything[:skip] + everything[end:] if s.family]
     families = sorted({s.family for s in samples if s.family})
     label = {f: i for i, f in enumerate(families)}
     rng = np.random.default_rng(seed)
@@ -222,7 +228,7 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         edge_distortion_gt_pct=100 * float(gt_distortion.mean()),
         edge_distortion_rigid_pct=100 * float(gen_distortion[rigid].mean()) if rigid.any() else float("nan"),
         rigid_clips=int(rigid.sum()),
-        per_family=per_family, wording=wording)
+        per_family=per_family, wording=wording, skip=skip)
 
 
 def _ratio(a, b) -> float:
@@ -274,7 +280,8 @@ def format_report(r: Report) -> str:
              else "judge cross-validated on the evaluated clips")
     wording = ("prompts: the clips' own captions" if r.wording == "dataset"
                else "prompts: training-template wording (diagnostic, not the held-out test)")
-    lines = [f"model: {r.model}   held-out samples: {r.n_samples}   {judge}", wording, "",
+    which = f" (clips {r.skip + 1}-{r.skip + r.n_samples} of the folder)" if r.skip else ""
+    lines = [f"model: {r.model}   held-out samples: {r.n_samples}{which}   {judge}", wording, "",
              "| metric | value | target |", "|---|---:|---|",
              f"| VAE reconstruction error, mean (% of bbox diagonal) | {r.recon_mean_pct:.3f} | <= 1 |",
              f"| VAE reconstruction error, 99th percentile (%) | {r.recon_p99_pct:.3f} | |",

@@ -115,6 +115,16 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
     worded = evaluate(model_dir, dataset, limit=8, steps=3, classifier_steps=20, wording="training")
     assert worded.wording == "training" and "training-template wording" in format_report(worded)
 
+    from collections import Counter
+    from backend.data.shards import iter_dataset
+
+    later = evaluate(model_dir, dataset, limit=8, skip=8, steps=3, classifier_steps=20)
+    expected = Counter(s.family for s in list(iter_dataset(dataset))[8:16])
+    assert {f: row["n"] for f, row in later.per_family.items()} == dict(expected)
+    assert "held-out samples: 8 (clips 9-16 of the folder)" in format_report(later)
+    with pytest.raises(UserError, match="--skip 24 leaves no clips"):
+        evaluate(model_dir, dataset, skip=24)
+
 
 def test_training_wording_rewords_a_held_out_clip_with_a_training_template():
     from backend.data.procedural import sample_at

@@ -13,6 +13,7 @@ Every metric is computed in the mesh's normalised frame (frame-0 box centre and 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,9 +213,12 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
     per_family = {}
     for f in families:
         idx = labels == label[f]
+        wrong = Counter(families[p] for p in predicted[idx] if p != label[f])
         per_family[f] = {"n": int(idx.sum()), "accuracy": float((predicted[idx] == labels[idx]).mean()),
                          "amplitude_ratio": _ratio([amplitude(gen[i]) for i in np.where(idx)[0]],
-                                                   [amplitude(gt[i]) for i in np.where(idx)[0]])}
+                                                   [amplitude(gt[i]) for i in np.where(idx)[0]]),
+                         # what the judge took the misses for: where wording or decoding goes wrong
+                         "mistaken_for": dict(wrong.most_common())}
     return Report(
         model=str(model_dir), n_samples=len(samples),
         recon_mean_pct=float(errors.mean()), recon_p99_pct=float(np.percentile(errors, 99)),
@@ -295,7 +299,8 @@ def format_report(r: Report) -> str:
              f"| edge-length distortion (ground truth) | {r.edge_distortion_gt_pct:.2f}% | |",
              f"| edge-length distortion (generated), {r.rigid_clips} clips whose ground truth keeps edge lengths"
              f" | {r.edge_distortion_rigid_pct:.2f}% | |",
-             "", "| family | n | top-1 | amplitude ratio |", "|---|---:|---:|---:|"]
+             "", "| family | n | top-1 | amplitude ratio | misses judged as |", "|---|---:|---:|---:|---|"]
     for f, row in r.per_family.items():
-        lines.append(f"| {f} | {row['n']} | {100 * row['accuracy']:.0f}% | {row['amplitude_ratio']:.2f}x |")
+        misses = ", ".join(f"{g} {k}" for g, k in row.get("mistaken_for", {}).items())
+        lines.append(f"| {f} | {row['n']} | {100 * row['accuracy']:.0f}% | {row['amplitude_ratio']:.2f}x | {misses} |")
     return "\n".join(lines)

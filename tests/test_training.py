@@ -112,6 +112,9 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
     table = format_report(report)
     assert "text-motion top-1 accuracy" in table and "no motion" in table
     assert sum(row["n"] for row in report.per_family.values()) == 8
+    for row in report.per_family.values():  # every miss is judged as some other family
+        assert sum(row["mistaken_for"].values()) == round(row["n"] * (1 - row["accuracy"]))
+    assert "| misses judged as |" in table
     worded = evaluate(model_dir, dataset, limit=8, steps=3, classifier_steps=20, wording="training")
     assert worded.wording == "training" and "training-template wording" in format_report(worded)
 

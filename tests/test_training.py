@@ -249,8 +249,9 @@ def test_family_weights_draw_a_family_more_often_and_refuse_unknown_names():
     assert shake_share == pytest.approx(0.5, abs=0.02)  # 10 * 9 against 90 * 1
     with pytest.raises(UserError, match="shke.*its families are: shake, spin"):
         family_sampler(families, {"shke": 3.0})
-    with pytest.raises(UserError, match="positive"):
-        family_sampler(families, {"shake": 0.0})
+    for bad in (0.0, -1, "3", None):
+        with pytest.raises(UserError, match="positive numbers"):
+            family_sampler(families, {"shake": bad})
 
 
 def test_vae_run_with_family_weights_trains_and_records_them(tmp_path, dataset):

@@ -264,6 +264,8 @@ def test_vae_run_with_family_weights_trains_and_records_them(tmp_path, dataset):
     train_vae(dataset, tmp_path / "run", cfg)
     assert (tmp_path / "run" / "vae.safetensors").is_file()
     assert len(losses(tmp_path / "run")) == 2
+    recorded = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert recorded["family_weights"] == {present[0]: 4.0}  # the run says how it drew its clips
     with pytest.raises(UserError, match="does not hold"):
         train_vae(dataset, tmp_path / "bad", dataclasses.replace(cfg, family_weights={"no_such": 2.0}))
 

@@ -391,3 +391,61 @@ def test_ship_vae_swaps_in_a_decoder_stage_and_refuses_a_moved_encoder(tmp_path,
     with pytest.raises(SystemExit, match="encoder tensors differ"):
         ship.ship_vae(tmp_path / "full", model_dir, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
+
+
+def test_thin_caption_leaves_words_out_in_order_and_keeps_one():
+    from backend.train.flow import thin_caption
+
+    caption = "the tail of the dog sweeps back and forth quickly"
+    g = torch.Generator().manual_seed(0)
+    thinned = [thin_caption(caption, 0.3, g) for _ in range(400)]
+    words = caption.split()
+    for t in thinned:
+        kept = t.split()
+        assert kept and all(w in words for w in kept)
+        positions = [words.index(w) for w in kept if words.count(w) == 1]
+        assert positions == sorted(positions)  # order kept
+    dropped = 1 - np.mean([len(t.split()) for t in thinned]) / len(words)
+    assert 0.25 < dropped < 0.35, dropped
+    assert thin_caption(caption, 0.0, g) == caption
+    assert all(thin_caption("wags", 0.99, g) == "wags" for _ in range(20))  # never empty
+    again = torch.Generator().manual_seed(0)
+    assert [thin_caption(caption, 0.3, again) for _ in range(400)] == thinned
+
+
+def test_caption_cache_encodes_unseen_captions_like_the_encoder():
+    from backend.models.text import MiniLMTextEncoder
+    from backend.train.flow import CaptionCache
+
+    encoder = MiniLMTextEncoder()
+    cache = CaptionCache(encoder, ["a dog wags its tail", "a bird flaps its wings"])
+    got = cache(["a dog wags its tail", "a dog tail", "a bird flaps its wings", "a dog tail"])
+    with torch.inference_mode():
+        want = encoder.encode(["a dog wags its tail", "a dog tail", "a bird flaps its wings"]).float()
+    torch.testing.assert_close(got[[0, 1, 2]], want, atol=2e-3, rtol=2e-3)  # the cache is float16
+    assert torch.equal(got[1], got[3]) and len(cache.index) == 2
+
+
+@pytest.mark.parametrize("bad", [{"word_dropout": 1.0}, {"word_dropout": -0.1}, {"word_dropout": "some"},
+                                 {"word_dropout_rate": True}])
+def test_word_dropout_options_refuse_non_chances(bad):
+    with pytest.raises(UserError, match="word_dropout"):
+        FlowTrainConfig.from_dict(bad)
+
+
+def test_flow_run_with_word_dropout_trains_and_records_it(tmp_path, dataset, vae_run, monkeypatch):
+    import backend.train.flow as flow_training
+
+    thinned = []
+    original = flow_training.thin_caption
+    monkeypatch.setattr(flow_training, "thin_caption", lambda *a: thinned.append(original(*a)) or thinned[-1])
+    cfg = FlowTrainConfig.from_dict({"flow": {"width": 32, "layers": 1, "heads": 2},
+                                     "optim": {"steps": 40, "batch_size": 8, "lr": 2e-3, "warmup_steps": 4,
+                                               "log_every": 10, "checkpoint_every": 40, "threads": 1},
+                                     "word_dropout": 0.5})
+    train_flow(vae_run, dataset, tmp_path / "flow", cfg)
+    curve = losses(tmp_path / "flow")
+    assert curve[-1] < curve[0], curve
+    recorded = json.loads((tmp_path / "flow" / "train_config.json").read_text())
+    assert recorded["word_dropout"] == 0.5 and recorded["word_dropout_rate"] == 0.3
+    assert 0.3 < len(thinned) / (40 * 8) < 0.7  # about half the captions shown were thinned

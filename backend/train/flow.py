@@ -4,6 +4,11 @@ Every clip is encoded once by the trained VAE (shape half x0, trajectory posteri
 log-variance). The flow model learns the rectified-flow velocity data - noise on the trajectory
 half, with the shape half clamped to the data as the sampler does at inference, conditioned on
 a caption encoded by the offline MiniLM encoder (cached), dropped 10% of the time for guidance.
+
+Optionally (`word_dropout`) a share of the captions is shown with some words left out. A flow
+that sees every caption whole can key on one word or one sentence shape ("with a slow big X")
+and ignore the rest; when an artist's verb is one it never saw, the words it does know ("tail",
+"head", "floor") are all that is left to go on, and thinned captions teach it to use them.
 """
 
 from __future__ import annotations
@@ -34,11 +39,29 @@ class FlowTrainConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, batch_size=32))
     sampler: SamplerDefaults = field(default_factory=lambda: SamplerDefaults(steps=25, guidance=3.0))
     cond_drop_prob: float = 0.1
+    word_dropout: float = 0.0       # chance that a training caption is shown with words left out
+    word_dropout_rate: float = 0.3  # then, each word's chance to be left out (one always stays)
     save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
 
     @classmethod
     def from_dict(cls, values: dict) -> "FlowTrainConfig":
-        return config_from_dict(cls, values)
+        cfg = config_from_dict(cls, values)
+        for name in ("word_dropout", "word_dropout_rate"):
+            value = getattr(cfg, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                from ..errors import UserError
+
+                raise UserError(f"{name} must be a number from 0 up to (not including) 1, got {value!r}.")
+        return cfg
+
+
+def thin_caption(caption: str, rate: float, generator: torch.Generator) -> str:
+    """The caption with each word left out with chance `rate`, keeping at least one word."""
+    words = caption.split()
+    keep = (torch.rand(len(words), generator=generator) >= rate).tolist()
+    if not any(keep):
+        keep[int(torch.randint(len(words), (1,), generator=generator))] = True
+    return " ".join(w for w, k in zip(words, keep) if k)
 
 
 @dataclass
@@ -94,7 +117,9 @@ class CaptionCache:
     """MiniLM token states of every caption, computed once (the text encoder stays frozen)."""
 
     def __init__(self, encoder, captions: list[str], batch: int = 64):
-        """The encoder runs wherever its weights are; the cache is kept on the CPU."""
+        """The encoder runs wherever its weights are; the cache is kept on the CPU. Captions
+        outside the cache (thinned ones) are encoded when asked for, by the same encoder."""
+        self.encoder = encoder
         self.index = {c: i for i, c in enumerate(dict.fromkeys(captions))}
         unique = list(self.index)
         with torch.inference_mode():
@@ -104,7 +129,13 @@ class CaptionCache:
         self.states = torch.cat(states)
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
-        return self.states[[self.index[c] for c in captions]].float()
+        missing = [c for c in dict.fromkeys(captions) if c not in self.index]
+        if not missing:
+            return self.states[[self.index[c] for c in captions]].float()
+        with torch.inference_mode():
+            fresh = self.encoder.encode(missing, device="cpu").float()
+        row = {c: i for i, c in enumerate(missing)}
+        return torch.stack([fresh[row[c]] if c in row else self.states[self.index[c]].float() for c in captions])
 
 
 def flow_loss(flow: DyMeshMMDiT, x1: torch.Tensor, text: torch.Tensor, keep: torch.Tensor,
@@ -143,7 +174,8 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     text_encoder = build_text_encoder("minilm", max_tokens=MINILM_TOKENS).to(device)
     captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs],
                             batch=64 if device.type == "cpu" else 1024)
-    text_encoder.cpu()
+    if not cfg.word_dropout:
+        text_encoder.cpu()  # thinned captions are encoded as training goes, where it runs
     print(f"cached {len(captions.index)} caption encodings", file=sys.stderr)
     flow = DyMeshMMDiT(cfg.flow, text_encoder.width).to(device)
     trainer = Trainer(out_dir, flow, cfg.optim, run_config=cfg)
@@ -157,6 +189,10 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
         x1 = rescale(torch.cat([encoded.x0[pick], xt], -1), stats)
         chosen = [encoded.captions[i][int(torch.randint(len(encoded.captions[i]), (1,), generator=generator))]
                   for i in pick.tolist()]
+        if cfg.word_dropout:
+            thinned = (torch.rand(len(chosen), generator=generator) < cfg.word_dropout).tolist()
+            chosen = [thin_caption(c, cfg.word_dropout_rate, generator) if t else c
+                      for c, t in zip(chosen, thinned)]
         keep = (torch.rand(len(chosen), generator=generator) >= cfg.cond_drop_prob).float()
         return flow_loss(flow, x1.to(device), captions(chosen).to(device), keep.to(device), half, generator)
 

@@ -6,6 +6,7 @@ Errors a user can fix print as one line (`error: ...`) with exit status 2; Ctrl-
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     e.add_argument("--wording", choices=["dataset", "training"], default="dataset",
                    help="prompt with the clips' own captions, or (diagnostic) with training-template wording")
+    e.add_argument("--clips", type=Path, default=None,
+                   help="also write one JSON line per evaluated clip (prompt, family, what the judge saw)")
     e.set_defaults(run=cmd_eval)
 
     b = sub.add_parser("bench", help="time and memory of each stage at several mesh sizes")
@@ -310,6 +313,10 @@ def cmd_eval(args) -> int:
                       classifier_steps=args.judge_steps, guidance=args.guidance,
                       wording=args.wording, skip=args.skip)
     print(format_report(report))
+    if args.clips:
+        args.clips.parent.mkdir(parents=True, exist_ok=True)
+        args.clips.write_text("".join(json.dumps(c) + "\n" for c in report.clips))
+        print(f"wrote {len(report.clips)} clip records to {args.clips}", file=sys.stderr)
     return 0
 
 

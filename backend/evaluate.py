@@ -156,6 +156,9 @@ class Report:
     per_family: dict = field(default_factory=dict)
     wording: str = "dataset"
     skip: int = 0  # clips of the folder before the evaluated ones
+    # One record per evaluated clip (its place in the folder, family, prompt, what the judge took
+    # the generated motion for, amplitude over the ground truth's), for finding where misses come from.
+    clips: list = field(default_factory=list)
 
 
 def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: int = 0,
@@ -179,12 +182,13 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
     label = {f: i for i, f in enumerate(families)}
     rng = np.random.default_rng(seed)
 
-    gt, gen, recon_errors, edges_all = [], [], [], []
+    gt, gen, recon_errors, edges_all, prompts = [], [], [], [], []
     for i, s in enumerate(samples):
         center, denom = meshprep.normalize(s.frames[0].astype(np.float32))
         gt_n = normalised(s.frames, center, denom)
         recon_errors.append(reconstruction_error(model, gt_n, s.faces, seed))
         caption = prompt_for(s, wording, rng)
+        prompts.append(caption)
         result = animate(s.frames[0], s.faces, caption, model=model, seed=seed + i, steps=steps, guidance=guidance)
         gt.append(gt_n)
         gen.append(normalised(result.frames, center, denom))
@@ -232,7 +236,10 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         edge_distortion_gt_pct=100 * float(gt_distortion.mean()),
         edge_distortion_rigid_pct=100 * float(gen_distortion[rigid].mean()) if rigid.any() else float("nan"),
         rigid_clips=int(rigid.sum()),
-        per_family=per_family, wording=wording, skip=skip)
+        per_family=per_family, wording=wording, skip=skip,
+        clips=[{"index": skip + i, "family": s.family, "prompt": prompt, "judged_as": families[int(p)],
+                "amplitude_ratio": _ratio([amplitude(g_gen)], [amplitude(g_gt)])}
+               for i, (s, prompt, p, g_gen, g_gt) in enumerate(zip(samples, prompts, predicted, gen, gt))])
 
 
 def _ratio(a, b) -> float:

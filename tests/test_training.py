@@ -125,6 +125,21 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
     expected = Counter(s.family for s in list(iter_dataset(dataset))[8:16])
     assert {f: row["n"] for f, row in later.per_family.items()} == dict(expected)
     assert "held-out samples: 8 (clips 9-16 of the folder)" in format_report(later)
+    # one record per clip, agreeing with the table: its place in the folder, prompt and judgement
+    clips = list(iter_dataset(dataset))[8:16]
+    assert [c["index"] for c in later.clips] == list(range(8, 16))
+    assert [c["family"] for c in later.clips] == [s.family for s in clips]
+    assert all(c["prompt"] in s.captions for c, s in zip(later.clips, clips))
+    for f, row in later.per_family.items():
+        judged = Counter(c["judged_as"] for c in later.clips if c["family"] == f and c["judged_as"] != f)
+        assert dict(judged) == row["mistaken_for"]
+    from backend.__main__ import main
+
+    records = tmp_path / "records" / "clips.jsonl"
+    assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--limit", "3", "--judge-steps", "20",
+                 "--clips", str(records)]) == 0
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [c["index"] for c in lines] == [0, 1, 2] and all(c["amplitude_ratio"] > 0 for c in lines)
     with pytest.raises(UserError, match="--skip 24 leaves no clips"):
         evaluate(model_dir, dataset, skip=24)
 

@@ -369,3 +369,16 @@ def test_minilm_packed_for_a_device_encodes_its_captions_unchanged(tmp_path, loa
         other = (packed.encode(["saxophone"]) - full.encode(["saxophone"])).abs().max().item()
     assert same < 2e-2  # float16 weights against the package's float32 ones
     assert other > 10 * max(same, 1e-3)
+
+
+def test_caption_retrieval_probe_takes_the_family_of_the_nearest_training_caption(load_script):
+    from backend.models.text import MiniLMTextEncoder
+
+    probe = load_script("probe_caption_retrieval")
+    train = {"a dog melts": "melt", "a dog spins around": "spin", "a bird flaps its wings": "flap_wings"}
+    held_out = [("the cat is melting", "melt"), ("an owl beats its wings", "flap_wings"),
+                ("a top spins around", "spin"), ("a dog melts", "spin")]  # the last is labelled wrong
+    result = probe.retrieval_accuracy(MiniLMTextEncoder(), train, held_out)
+    assert result["n"] == 4 and result["accuracy"] == 0.75
+    assert result["per_family"]["spin"] == {"spin": 1, "melt": 1}
+    assert result["per_family"]["melt"] == {"melt": 1}

@@ -309,12 +309,17 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate, format_report
     from .model_manager import resolve_model
 
+    if args.clips:  # fail now, not after the whole evaluation has run
+        try:
+            args.clips.parent.mkdir(parents=True, exist_ok=True)
+            args.clips.write_text("")
+        except OSError as exc:
+            raise UserError(f"cannot write --clips {args.clips}: {exc.strerror or exc}; choose another file.") from exc
     report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
                       classifier_steps=args.judge_steps, guidance=args.guidance,
                       wording=args.wording, skip=args.skip)
     print(format_report(report))
     if args.clips:
-        args.clips.parent.mkdir(parents=True, exist_ok=True)
         args.clips.write_text("".join(json.dumps(c) + "\n" for c in report.clips))
         print(f"wrote {len(report.clips)} clip records to {args.clips}", file=sys.stderr)
     return 0

@@ -140,6 +140,9 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
                  "--clips", str(records)]) == 0
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert [c["index"] for c in lines] == [0, 1, 2] and all(c["amplitude_ratio"] > 0 for c in lines)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")  # a file where the folder should be: refused before evaluating
+    assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--clips", str(blocked / "c.jsonl")]) == 2
     with pytest.raises(UserError, match="--skip 24 leaves no clips"):
         evaluate(model_dir, dataset, skip=24)
 
@@ -424,6 +427,7 @@ def test_thin_caption_leaves_words_out_in_order_and_keeps_one():
     assert 0.25 < dropped < 0.35, dropped
     assert thin_caption(caption, 0.0, g) == caption
     assert all(thin_caption("wags", 0.99, g) == "wags" for _ in range(20))  # never empty
+    assert thin_caption("", 0.3, g) == ""
     again = torch.Generator().manual_seed(0)
     assert [thin_caption(caption, 0.3, again) for _ in range(400)] == thinned
 

@@ -58,6 +58,8 @@ class FlowTrainConfig:
 def thin_caption(caption: str, rate: float, generator: torch.Generator) -> str:
     """The caption with each word left out with chance `rate`, keeping at least one word."""
     words = caption.split()
+    if not words:
+        return caption
     keep = (torch.rand(len(words), generator=generator) >= rate).tolist()
     if not any(keep):
         keep[int(torch.randint(len(words), (1,), generator=generator))] = True

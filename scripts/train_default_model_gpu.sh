@@ -14,7 +14,9 @@
 # per flow stage a tar of its log and model folder in 15 MB parts (flow.tar.part.aa, ...; join
 # with `cat flow.tar.part.* | tar x`). flow2's tar leaves out model/vae.safetensors: it is flow's.
 # Environment: PY (python with torch), DEVICE, COUNT (training clips), WORKERS, VAE_MINUTES,
-# FLOW_MINUTES, FLOW2_MINUTES (0: no flow2), VAE_CONFIG, FLOW_CONFIG, DEADLINE (seconds from the
+# FLOW_MINUTES, FLOW2_MINUTES (0: no flow2), VAE_CONFIG, FLOW_CONFIG, FLOW2_CONFIG (default
+# FLOW_CONFIG; e.g. configs/gpu_flow_word_dropout.json to try word dropout in flow2 and compare
+# the two stages on the validation slice), DEADLINE (seconds from the
 # start by which everything must be written), INIT_MODEL (a model folder, e.g.
 # backend/default_model: the VAE and flow stages start from its weights instead of from scratch,
 # so a second lent GPU continues the shipped model; the configs' sizes must match it), and
@@ -36,6 +38,7 @@ FLOW2_MINUTES=${FLOW2_MINUTES:-2.2}
 DEADLINE=${DEADLINE:-540}
 VAE_CONFIG=${VAE_CONFIG:-configs/gpu_vae.json}
 FLOW_CONFIG=${FLOW_CONFIG:-configs/gpu_flow.json}
+FLOW2_CONFIG=${FLOW2_CONFIG:-$FLOW_CONFIG}
 INIT_MODEL=${INIT_MODEL:-}
 init=(); [ -z "$INIT_MODEL" ] || init=(--init "$INIT_MODEL")
 export PYTHONUNBUFFERED=1
@@ -71,23 +74,24 @@ if [ ! -f "$WORK/vae/vae.safetensors" ]; then
     keep "$WORK/vae/log.jsonl" vae_log.jsonl
 fi
 
-# flow FOLDER MINUTES [extra train options]: one flow stage, its model folder copied out
+# flow FOLDER MINUTES CONFIG [extra train options]: one flow stage, its model folder copied out
 flow_stage() {
-    local out=$1 minutes
+    local out=$1 minutes config=$3
     minutes=$(fit_minutes "$2" 60)
-    shift 2
+    shift 3
     stamp "$(basename "$out"): $minutes minutes"
-    $PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$out" --config "$FLOW_CONFIG" \
+    $PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$out" --config "$config" \
         --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "$@"
     if [ -n "$COPY_TO" ]; then
-        local skip=()
+        local skip=() files=(model)
         [ "$(basename "$out")" = flow ] || skip=(--exclude model/vae.safetensors)
-        tar cf - -C "$out" "${skip[@]}" log.jsonl model | split -b 15000000 - "$COPY_TO/$(basename "$out").tar.part."
+        [ ! -f "$out/log.jsonl" ] || files=(log.jsonl model)  # a stage cut very short logged nothing
+        tar cf - -C "$out" "${skip[@]}" "${files[@]}" | split -b 15000000 - "$COPY_TO/$(basename "$out").tar.part."
     fi
 }
-[ -f "$WORK/flow/model/config.json" ] || flow_stage "$WORK/flow" "$FLOW_MINUTES" "${init[@]}"
+[ -f "$WORK/flow/model/config.json" ] || flow_stage "$WORK/flow" "$FLOW_MINUTES" "$FLOW_CONFIG" "${init[@]}"
 if [ "$FLOW2_MINUTES" != 0 ] && [ ! -f "$WORK/flow2/model/config.json" ]; then
-    flow_stage "$WORK/flow2" "$FLOW2_MINUTES" --init "$WORK/flow" --lr 2e-4
+    flow_stage "$WORK/flow2" "$FLOW2_MINUTES" "$FLOW2_CONFIG" --init "$WORK/flow" --lr 2e-4
 fi
 last=flow2; [ -f "$WORK/flow2/model/config.json" ] || last=flow
 stamp "done: $WORK/$last/model"

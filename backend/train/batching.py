@@ -101,14 +101,14 @@ def family_sampler(families: list[str | None], weights: dict[str, float]):
     if not weights:
         return None
     from ..errors import UserError
+    from .loop import is_number
 
     present = sorted({f for f in families if f})
     unknown = sorted(set(weights) - set(present))
     if unknown:
         raise UserError(f"family_weights names {', '.join(unknown)}, which the dataset does not hold; "
                         f"its families are: {', '.join(present) or 'none (no family labels)'}.")
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    bad = {k: v for k, v in weights.items() if not (number(v) and v > 0)}
+    bad = {k: v for k, v in weights.items() if not (is_number(v) and v > 0)}
     if bad:
         raise UserError(f"family_weights must be positive numbers; got {bad}.")
     probs = torch.tensor([float(weights.get(f, 1.0)) for f in families], dtype=torch.float64)

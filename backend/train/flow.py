@@ -26,7 +26,7 @@ from ..config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, Sample
 from ..models.flow import DyMeshMMDiT
 from .batching import batched_token_indices, collate
 from .data import load_prepared
-from .loop import OptimConfig, Trainer, config_from_dict, seed_everything
+from .loop import OptimConfig, Trainer, config_from_dict, is_number, seed_everything
 from .vae import load_trained_vae
 
 MINILM_TOKENS = 32
@@ -48,7 +48,7 @@ class FlowTrainConfig:
         cfg = config_from_dict(cls, values)
         for name in ("word_dropout", "word_dropout_rate"):
             value = getattr(cfg, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            if not (is_number(value) and 0 <= value < 1):
                 from ..errors import UserError
 
                 raise UserError(f"{name} must be a number from 0 up to (not including) 1, got {value!r}.")

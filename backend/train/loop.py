@@ -56,6 +56,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def is_number(value) -> bool:
+    """A JSON number: int or float, but not a bool (JSON true/false would pass isinstance(int))."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def config_from_dict(cls, values: dict):
     """A training config dataclass from JSON values: each nested section starts from the
     config's own defaults (not the bare section class's) and the given keys replace them."""

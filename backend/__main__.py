@@ -309,15 +309,25 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate, format_report
     from .model_manager import resolve_model
 
-    if args.clips:  # fail now, not after the whole evaluation has run
+    # Check --clips can be written before the evaluation runs, without emptying a file an earlier
+    # run wrote: it is replaced only once the new records exist.
+    created = False
+    if args.clips:
         try:
             args.clips.parent.mkdir(parents=True, exist_ok=True)
-            args.clips.write_text("")
+            created = not args.clips.exists()
+            with args.clips.open("a"):
+                pass
         except OSError as exc:
             raise UserError(f"cannot write --clips {args.clips}: {exc.strerror or exc}; choose another file.") from exc
-    report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
-                      classifier_steps=args.judge_steps, guidance=args.guidance,
-                      wording=args.wording, skip=args.skip)
+    try:
+        report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
+                          classifier_steps=args.judge_steps, guidance=args.guidance,
+                          wording=args.wording, skip=args.skip)
+    except BaseException:
+        if created:
+            args.clips.unlink(missing_ok=True)
+        raise
     print(format_report(report))
     if args.clips:
         args.clips.write_text("".join(json.dumps(c) + "\n" for c in report.clips))

@@ -143,6 +143,15 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
     blocked = tmp_path / "a_file"
     blocked.write_text("")  # a file where the folder should be: refused before evaluating
     assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--clips", str(blocked / "c.jsonl")]) == 2
+    # a run that fails (here: --skip past the end) leaves an earlier run's records as they were
+    before = records.read_text()
+    assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--skip", "99",
+                 "--clips", str(records)]) == 2
+    assert records.read_text() == before
+    fresh = tmp_path / "records" / "new.jsonl"
+    assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--skip", "99",
+                 "--clips", str(fresh)]) == 2
+    assert not fresh.exists()  # and leaves no empty file behind
     with pytest.raises(UserError, match="--skip 24 leaves no clips"):
         evaluate(model_dir, dataset, skip=24)
 

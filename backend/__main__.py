@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds state.pt)")
         tp.add_argument("--config", type=Path, default=None, help="JSON training config")
         if what == "flow":
-            tp.add_argument("--vae", type=Path, required=True, help="finished VAE run folder")
-            tp.add_argument("--stats", type=Path, default=None, help="latent stats JSON (default VAE_RUN/stats.json)")
+            tp.add_argument("--vae", type=Path, required=True, help="finished VAE run folder, or a model directory (its VAE and latent stats)")
+            tp.add_argument("--stats", type=Path, default=None, help="latent stats JSON (default VAE_RUN/stats.json, or a model directory's own)")
         for opt, typ in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
                          ("threads", int), ("max-minutes", float), ("stop-at", int),
                          ("budget-minutes", float)):

@@ -53,6 +53,9 @@ class FlowConfig:
     heads: int = 8
     init_scale: float = 0.25
     cond_drop_prob: float = 0.1
+    # Ours, not the official model's: the prompt's sentence embedding joins the time embedding
+    # that drives every adaLN (see DyMeshMMDiT.forward). Off for official checkpoints.
+    sentence_conditioning: bool = False
 
 
 @dataclass

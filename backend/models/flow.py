@@ -4,6 +4,13 @@ Inputs per sample: K latent tokens (shape half + trajectory half), a time t in [
 text tokens of the prompt. Both token sets run through one joint attention (MM-DiT style: shared
 attention and MLP weights, per-stream adaLN modulation from t and per-stream LayerNorms).
 Module names follow the official implementation so its checkpoints load unchanged.
+
+Our embedded model adds one path the official model lacks (`sentence_conditioning`): the
+prompt's sentence embedding, through a small MLP, is added to the time embedding, so it steers
+every block's modulation. Cross-attention to tokens keys on the words seen in training; a
+classifier on MiniLM's sentence embedding names the motion of held-out wordings far more often
+(84.7% of held-out captions against 74.8% for the nearest training caption; model card,
+"Wording"), so the flow gets that summary directly.
 """
 
 from __future__ import annotations
@@ -26,6 +33,15 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
     return emb
+
+
+def sentence_embedding(text_hidden: torch.Tensor) -> torch.Tensor:
+    """MiniLM's sentence embedding from its token states (B, L, D): the mean over the real tokens
+    (the encoder zeroes padding positions), unit length as the package makes it, then scaled to
+    unit RMS per channel so it enters the network at the scale of its other features."""
+    real = (text_hidden != 0).any(-1, keepdim=True).to(text_hidden.dtype)
+    mean = (text_hidden * real).sum(1) / real.sum(1).clamp_min(1.0)
+    return F.normalize(mean, dim=-1) * math.sqrt(text_hidden.shape[-1])
 
 
 class MLP(nn.Module):
@@ -108,7 +124,13 @@ class DyMeshMMDiT(nn.Module):
         self.clip_token_mlp = nn.Linear(text_width, w)
         self.input_proj = nn.Linear(config.input_channels, w)
         self.output_proj = nn.Linear(w, config.output_channels)
+        if config.sentence_conditioning:
+            self.sentence_mlp = MLP(text_width, out=w)
         self._init_weights(config.init_scale)
+
+    # Parts that start as a no-op (zero output layer), so a run may start from weights that lack
+    # them: a trained flow gains the sentence path and still computes what it did.
+    zero_started = ("sentence_mlp.",)
 
     def _init_weights(self, init_scale: float):
         std = init_scale / math.sqrt(self.config.width)
@@ -123,17 +145,26 @@ class DyMeshMMDiT(nn.Module):
                 nn.init.zeros_(ada.linear.bias)
         nn.init.zeros_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
+        if self.config.sentence_conditioning:
+            nn.init.zeros_(self.sentence_mlp.c_proj.weight)
+            nn.init.zeros_(self.sentence_mlp.c_proj.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text_hidden: torch.Tensor,
-                text_keep: torch.Tensor) -> torch.Tensor:
+                text_keep: torch.Tensor, token_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Velocity for latents x (B, K, C) at times t (B,) given text hidden states (B, L, Dt).
 
         text_keep (B,) float/bool: 0 for the null prompt (unconditional), 1 otherwise. The null
         prompt's tokens are zeroed after `clip_token_mlp` (bias included), as the official model
-        does for the empty string.
+        does for the empty string, and it has no sentence embedding.
+        token_keep (B,), training only: 0 hides the tokens but keeps the sentence embedding.
         """
+        keep = text_keep.to(text_hidden.dtype)[:, None]
         t_embed = self.time_embed(timestep_embedding(t, self.config.width))
-        text = self.clip_token_mlp(text_hidden) * text_keep.to(text_hidden.dtype)[:, None, None]
+        if self.config.sentence_conditioning:
+            t_embed = t_embed + self.sentence_mlp(sentence_embedding(text_hidden)) * keep
+        if token_keep is not None:
+            keep = keep * token_keep.to(keep.dtype)[:, None]
+        text = self.clip_token_mlp(text_hidden) * keep[:, :, None]
         text = self.ln_pre_text(text)
         h = self.ln_pre(self.input_proj(x))
         for block in self.backbone.resblocks:

@@ -9,6 +9,11 @@ Optionally (`word_dropout`) a share of the captions is shown with some words lef
 that sees every caption whole can key on one word or one sentence shape ("with a slow big X")
 and ignore the rest; when an artist's verb is one it never saw, the words it does know ("tail",
 "head", "floor") are all that is left to go on, and thinned captions teach it to use them.
+
+With `flow.sentence_conditioning`, the flow also sees the caption's sentence embedding, and
+`token_dropout` hides the tokens from a share of the samples, so that the sentence path alone
+must carry the motion there and cannot be left unused beside tokens that already fit the
+training wording.
 """
 
 from __future__ import annotations
@@ -41,17 +46,24 @@ class FlowTrainConfig:
     cond_drop_prob: float = 0.1
     word_dropout: float = 0.0       # chance that a training caption is shown with words left out
     word_dropout_rate: float = 0.3  # then, each word's chance to be left out (one always stays)
+    token_dropout: float = 0.0      # chance that a captioned sample shows the flow only the
+                                    # sentence embedding (needs flow.sentence_conditioning)
     save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
 
     @classmethod
     def from_dict(cls, values: dict) -> "FlowTrainConfig":
         cfg = config_from_dict(cls, values)
-        for name in ("word_dropout", "word_dropout_rate"):
+        from ..errors import UserError
+
+        for name in ("word_dropout", "word_dropout_rate", "token_dropout"):
             value = getattr(cfg, name)
             if not (is_number(value) and 0 <= value < 1):
-                from ..errors import UserError
-
                 raise UserError(f"{name} must be a number from 0 up to (not including) 1, got {value!r}.")
+        if not isinstance(cfg.flow.sentence_conditioning, bool):
+            raise UserError(f"flow.sentence_conditioning must be true or false, got {cfg.flow.sentence_conditioning!r}.")
+        if cfg.token_dropout and not cfg.flow.sentence_conditioning:
+            raise UserError("token_dropout hides the caption's tokens behind its sentence embedding, which this "
+                            "flow does not have: set \"flow\": {\"sentence_conditioning\": true} or token_dropout 0.")
         return cfg
 
 
@@ -110,6 +122,22 @@ def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None, device
     return stats
 
 
+def training_stats(vae_run: Path, stats_path: Path | None, encoded: EncodedSet) -> LatentStats:
+    """The latent scaling a flow trains with: --stats, else the VAE run's stats.json, else a model
+    directory's own (a flow continued on it must keep the scale its weights learned), else the
+    statistics of these clips."""
+    if stats_path is not None and not Path(stats_path).is_file():
+        from ..errors import UserError
+
+        raise UserError(f"--stats {stats_path}: no such file; write one with `python -m backend train stats`.")
+    path = Path(stats_path) if stats_path else vae_run / "stats.json"
+    if path.is_file():
+        return LatentStats(**json.loads(path.read_text()))
+    if (vae_run / "config.json").is_file():
+        return ModelConfig.load(vae_run).stats
+    return latent_stats(encoded)
+
+
 def encode_batch_size(device: torch.device) -> int:
     """Clips encoded at once: small on a CPU (cache-friendly), large on a GPU (few launches)."""
     return 16 if device.type == "cpu" else 128
@@ -141,13 +169,13 @@ class CaptionCache:
 
 
 def flow_loss(flow: DyMeshMMDiT, x1: torch.Tensor, text: torch.Tensor, keep: torch.Tensor,
-              half: int, generator=None) -> dict:
+              half: int, generator=None, token_keep: torch.Tensor | None = None) -> dict:
     noise = torch.randn(x1.shape, generator=generator).to(x1.device)
     # Logit-normal times put more training where the velocity is hardest to guess (mid t).
     t = torch.sigmoid(torch.randn(x1.shape[0], generator=generator)).to(x1.device)
     xt = t[:, None, None] * x1 + (1 - t[:, None, None]) * noise
     xt[..., :half] = x1[..., :half]  # the sampler clamps the shape half to the encoder's
-    v = flow(xt, t, text, keep)
+    v = flow(xt, t, text, keep, token_keep)
     target = x1 - noise
     loss = (v[..., half:] - target[..., half:]).square().mean()
     return {"loss": loss, "flow_mse": loss.detach()}
@@ -171,8 +199,7 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     encoded = encode_dataset(vae.to(device), load_prepared(data_dir, vae.config.T), seed=cfg.optim.seed,
                              batch_size=encode_batch_size(device))
     vae.cpu()
-    stats_path = Path(stats_path) if stats_path else Path(vae_run) / "stats.json"
-    stats = LatentStats(**json.loads(stats_path.read_text())) if stats_path.is_file() else latent_stats(encoded)
+    stats = training_stats(Path(vae_run), stats_path, encoded)
     text_encoder = build_text_encoder("minilm", max_tokens=MINILM_TOKENS).to(device)
     captions = CaptionCache(text_encoder, [c for cs in encoded.captions for c in cs],
                             batch=64 if device.type == "cpu" else 1024)
@@ -196,7 +223,11 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
             chosen = [thin_caption(c, cfg.word_dropout_rate, generator) if t else c
                       for c, t in zip(chosen, thinned)]
         keep = (torch.rand(len(chosen), generator=generator) >= cfg.cond_drop_prob).float()
-        return flow_loss(flow, x1.to(device), captions(chosen).to(device), keep.to(device), half, generator)
+        token_keep = None
+        if cfg.token_dropout:
+            token_keep = (torch.rand(len(chosen), generator=generator) >= cfg.token_dropout).float().to(device)
+        return flow_loss(flow, x1.to(device), captions(chosen).to(device), keep.to(device), half, generator,
+                         token_keep)
 
     trainer.run(step, generator)
     flow.cpu()

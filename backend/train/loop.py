@@ -150,12 +150,19 @@ class Trainer:
         else:
             what = "an earlier training run" + (f" or a model directory with {model_file}" if model_file else "")
             raise UserError(f"--init {source}: no state.pt there; pass the folder of {what}.")
+        # A part that starts as a no-op may be missing from the starting weights (a flow gaining
+        # the sentence path); anything else missing or left over means another architecture.
+        optional = getattr(self.model, "zero_started", ())
+        fresh = [k for k in self.model.state_dict() if k not in weights and k.startswith(optional)]
         try:
-            self.model.load_state_dict(weights)
+            self.model.load_state_dict({**{k: v for k, v in self.model.state_dict().items() if k in fresh},
+                                        **weights})
         except RuntimeError as exc:
             raise UserError(f"--init {source}: its weights do not fit this config ({str(exc).splitlines()[0]}); "
                             "use the same model sizes as that run.") from None
-        print(f"initialised from {origin}", file=sys.stderr)
+        parts = sorted({k.split(".")[0] for k in fresh})
+        print(f"initialised from {origin}" + (f"; new, starting from zero: {', '.join(parts)}" if parts else ""),
+              file=sys.stderr)
 
     def fit_schedule(self, started: float, timing_from: float) -> None:
         now = time.perf_counter()

@@ -166,14 +166,22 @@ def save_vae(out_dir: Path, vae: DyMeshVAE):
 def load_trained_vae(run_dir: Path) -> DyMeshVAE:
     from ..checkpoints import check_state_dict, read_safetensors
 
+    """A finished VAE run's VAE, or a model directory's (config.json + vae.safetensors), so a
+    flow can be trained on a shipped model's latents with its VAE held fixed."""
+    from ..config import ModelConfig
+
     run_dir = Path(run_dir)
     config_path = run_dir / "vae_config.json"
-    if not config_path.is_file():
+    if config_path.is_file():
+        config = VAEConfig(**json.loads(config_path.read_text()))
+    elif (run_dir / "config.json").is_file() and (run_dir / "vae.safetensors").is_file():
+        config = ModelConfig.load(run_dir).vae
+    else:
         from ..errors import UserError
 
-        raise UserError(f"{run_dir} holds no finished VAE run (vae_config.json missing); "
-                        "train one with `python -m backend train vae`.")
-    vae = DyMeshVAE(VAEConfig(**json.loads(config_path.read_text())))
+        raise UserError(f"{run_dir} holds no finished VAE run (vae_config.json missing) and is no model "
+                        "directory; train one with `python -m backend train vae`, or pass a model folder.")
+    vae = DyMeshVAE(config)
     state = read_safetensors(run_dir / "vae.safetensors")
     check_state_dict(vae, state, str(run_dir / "vae.safetensors"))
     vae.load_state_dict(state)

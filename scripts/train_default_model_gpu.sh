@@ -7,8 +7,9 @@
 # scratch on its latents; the flow again from those weights at a lower learning rate (flow2).
 # Each stage fits its cosine schedule to its minutes (--budget-minutes), so the run ends annealed
 # whatever the card's speed. A stage whose result is already in WORK_DIR is skipped, so a second
-# call on the same machine picks up where the first stopped (each of the shipped model's two
-# rounds took two calls: `FLOW2_MINUTES=0 ...`, then flow2; see backend/default_model/README.md).
+# call on the same machine picks up where the first stopped (rounds 1 and 2 of the shipped model
+# took two calls: `FLOW2_MINUTES=0 ...`, then flow2; round 3 one call with VAE_MINUTES=0; see
+# backend/default_model/README.md).
 # COPY_TO (e.g. a lent machine's $OUT) receives each result as soon as it exists, so a run cut
 # short still returns what it finished, in at most 8 files of at most 15 MB: vae_log.jsonl, and
 # per flow stage a tar of its log and model folder in 15 MB parts (flow.tar.part.aa, ...; join

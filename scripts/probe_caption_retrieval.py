@@ -72,16 +72,19 @@ def score(held_out: list[tuple[str, str]], guesses: list[str]) -> dict:
     return {"accuracy": right / len(held_out), "n": len(held_out), "per_family": per_family}
 
 
+def embed(encoder, train: dict[str, str], held_out: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sentence embeddings of the training captions (train: caption -> family) and of the held-out
+    ones (held_out: (caption, family) pairs)."""
+    return sentence_embeddings(encoder, list(train)), sentence_embeddings(encoder, [c for c, _ in held_out])
+
+
 def retrieval_accuracy(encoder, train: dict[str, str], held_out: list[tuple[str, str]]) -> dict:
-    """train: caption -> family; held_out: (caption, family) pairs."""
-    bank = sentence_embeddings(encoder, list(train))
-    queries = sentence_embeddings(encoder, [c for c, _ in held_out])
+    bank, queries = embed(encoder, train, held_out)
     return score(held_out, nearest_caption_guesses(bank, list(train.values()), queries))
 
 
 def classifier_accuracy(encoder, train: dict[str, str], held_out: list[tuple[str, str]], epochs: int = 30) -> dict:
-    bank = sentence_embeddings(encoder, list(train))
-    queries = sentence_embeddings(encoder, [c for c, _ in held_out])
+    bank, queries = embed(encoder, train, held_out)
     return score(held_out, classifier_guesses(bank, list(train.values()), queries, epochs))
 
 
@@ -105,9 +108,7 @@ def main() -> None:
 
     train = {c: s.family for s in iter_dataset(args.train) if s.family for c in s.captions}
     held_out = [(c, s.family) for s in iter_dataset(args.eval) if s.family for c in s.captions]
-    encoder = MiniLMTextEncoder()
-    bank = sentence_embeddings(encoder, list(train))
-    queries = sentence_embeddings(encoder, [c for c, _ in held_out])
+    bank, queries = embed(MiniLMTextEncoder(), train, held_out)
     nearest = score(held_out, nearest_caption_guesses(bank, list(train.values()), queries))
     classified = score(held_out, classifier_guesses(bank, list(train.values()), queries))
     print(f"{len(held_out)} held-out captions, {len(train)} training captions; right family from MiniLM's "

@@ -535,3 +535,11 @@ def test_a_flow_gains_the_sentence_path_on_a_model_folders_own_vae(tmp_path, dat
         Trainer(tmp_path / "x", plain, OptimConfig()).initialise_from(tmp_path / "grown")
     with pytest.raises(UserError, match="--stats"):
         train_flow(start, dataset, tmp_path / "y", cfg, stats_path=tmp_path / "nowhere.json")
+    # `train stats` on a model folder must not drop a stats.json there that would override its own
+    from backend.train.flow import compute_stats
+
+    with pytest.raises(UserError, match="--out FILE"):
+        compute_stats(start, dataset, device="cpu")
+    assert not (start / "stats.json").exists()
+    written = compute_stats(start, dataset, out=tmp_path / "new_stats.json", device="cpu")
+    assert json.loads((tmp_path / "new_stats.json").read_text())["ft_std"] == written.ft_std

@@ -112,6 +112,12 @@ def latent_stats(encoded: EncodedSet) -> LatentStats:
 def compute_stats(vae_run: Path, data_dir: Path, out: Path | None = None, device: str = "auto") -> LatentStats:
     from ..pipeline import pick_device
 
+    if out is None and not (Path(vae_run) / "vae_config.json").is_file() and (Path(vae_run) / "config.json").is_file():
+        from ..errors import UserError
+
+        # a stats.json there would override the stats the folder's flow learned with
+        raise UserError(f"{vae_run} is a model folder, whose latent stats are in its config.json; "
+                        "pass --out FILE to write new stats elsewhere, and --stats FILE to train with them.")
     device = pick_device(device)
     vae = load_trained_vae(vae_run).to(device)
     samples = load_prepared(data_dir, vae.config.T)
@@ -130,9 +136,9 @@ def training_stats(vae_run: Path, stats_path: Path | None, encoded: EncodedSet) 
         from ..errors import UserError
 
         raise UserError(f"--stats {stats_path}: no such file; write one with `python -m backend train stats`.")
-    path = Path(stats_path) if stats_path else vae_run / "stats.json"
-    if path.is_file():
-        return LatentStats(**json.loads(path.read_text()))
+    for path in (stats_path, vae_run / "stats.json"):
+        if path is not None and Path(path).is_file():
+            return LatentStats(**json.loads(Path(path).read_text()))
     if (vae_run / "config.json").is_file():
         return ModelConfig.load(vae_run).stats
     return latent_stats(encoded)

@@ -153,10 +153,10 @@ class Trainer:
         # A part that starts as a no-op may be missing from the starting weights (a flow gaining
         # the sentence path); anything else missing or left over means another architecture.
         optional = getattr(self.model, "zero_started", ())
-        fresh = [k for k in self.model.state_dict() if k not in weights and k.startswith(optional)]
+        current = self.model.state_dict()
+        fresh = [k for k in current if k not in weights and k.startswith(optional)]
         try:
-            self.model.load_state_dict({**{k: v for k, v in self.model.state_dict().items() if k in fresh},
-                                        **weights})
+            self.model.load_state_dict({**{k: current[k] for k in fresh}, **weights})
         except RuntimeError as exc:
             raise UserError(f"--init {source}: its weights do not fit this config ({str(exc).splitlines()[0]}); "
                             "use the same model sizes as that run.") from None

@@ -5,9 +5,9 @@ clean state completely inside one process, and loading it next to torch (which t
 import into the same pytest process) risks clashing native libraries. A fresh interpreter with
 bpy starts in about 0.7 s here, so the isolation is cheap.
 
-A scenario is a plain function in an importable test module (tests/ is on the child's path); it
-runs inside Blender, asserts what it can there (failures come back with the child's traceback)
-and returns JSON-serialisable data for the parent test to check as well.
+A scenario is a plain function in an importable test module (tests/ and tests/blender/ are on
+the child's path); it runs inside Blender, asserts what it can there (failures come back with
+the child's traceback) and returns JSON-serialisable data for the parent test to check as well.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
+# where the scenario modules live (run by module name in the child)
+SCENARIO_DIRS = (TESTS, TESTS / "blender")
 
 _RUNNER = r"""
 import importlib, json, sys, traceback
@@ -61,7 +63,7 @@ def run_in_blender(module: str, function: str, *, timeout: float = 300,
     __tracebackhide__ = True  # pytest: show the child's traceback, not this wrapper
     child_env = dict(os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(TESTS)] + ([child_env["PYTHONPATH"]] if child_env.get("PYTHONPATH") else []))
+        [str(REPO)] + [str(d) for d in SCENARIO_DIRS] + ([child_env["PYTHONPATH"]] if child_env.get("PYTHONPATH") else []))
     child_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     with tempfile.TemporaryDirectory(prefix="aam-blender-") as tmp:
         # A private Blender user folder: no preferences or extensions of the developer's own

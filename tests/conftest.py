@@ -5,7 +5,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "official_parity"
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # dense_reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # blender_util, shared by the tiers
 
 
 def pytest_configure(config):

@@ -27,7 +27,7 @@ from backend.data.captions import caption_from_clip_name
 from backend.data.geometry import uv_sphere
 from backend.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _clip(T=5, N=8, F=6, seed=0):

@@ -21,7 +21,7 @@ from backend.mesh import (
 )
 from backend.mesh_io import load_mesh, save_obj
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official_parity"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official_parity"
 needs_fixtures = pytest.mark.skipif(not (FIXTURES / "mesh.safetensors").exists(),
                                     reason="parity fixtures not available")
 

@@ -25,7 +25,7 @@ from backend.models.text import (
     read_clip_text_config,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official_parity"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official_parity"
 LAYOUT = FIXTURES / "official_layout"
 TOL = dict(atol=1e-5, rtol=1e-5)
 

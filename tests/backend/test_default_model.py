@@ -9,7 +9,7 @@ from backend.mesh_io import load_mesh
 from backend.model_manager import EMBEDDED_DIR, resolve_model
 from backend.pipeline import animate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_default_model_is_shipped_small_and_offline():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLIENT_FILE = REPO / "animateanymesh_addon" / "backend_client.py"
 
 

@@ -217,6 +217,6 @@ def test_writeback_imports_without_blender():
     code = ("import sys, animateanymesh_addon.writeback; "
             "bad = [m for m in ('bpy', 'torch') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

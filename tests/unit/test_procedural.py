@@ -20,7 +20,7 @@ from backend.data.shards import read_shard
 from backend.data.geometry import edge_lengths
 from backend.data.motions import FAMILY_SPECS, MotionParams, animate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 F = len(P.FAMILIES)
 
 

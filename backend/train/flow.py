@@ -189,7 +189,7 @@ def flow_loss(flow: DyMeshMMDiT, x1: torch.Tensor, text: torch.Tensor, keep: tor
 
 def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfig,
                stats_path: Path | None = None, init_from: Path | None = None) -> Path:
-    from ..models.text import build_text_encoder
+    from ..models.text.encoders import build_text_encoder
     from ..sampling import rescale
 
     from ..pipeline import pick_device

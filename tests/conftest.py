@@ -36,11 +36,12 @@ def load_fixture(fixtures_dir):
 
 @pytest.fixture(scope="session")
 def load_script():
-    """A module from scripts/ (plain files, not a package), as the command line would run it."""
+    """A script (a plain file, not in a package) as the command line would run it: from scripts/,
+    or from FOLDER (relative to the repository root, e.g. research/probes)."""
     import importlib.util
 
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    def load(name: str, folder: str = "scripts"):
+        spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

@@ -6,7 +6,7 @@ verb per family. If the true family ranks first, the meaning is in the encoder's
 the flow could learn to read it; if it ranks low, no training of the flow on these states can
 recover it, and the fix is a text encoder that knows the word.
 
-    .venv/bin/python scripts/probe_text_encoder.py
+    .venv/bin/python research/probes/probe_text_encoder.py
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 TRAINING_VERBS = {
     "melt": "melts", "shrink": "shrinks", "roll": "rolls", "float_up": "floats up", "sink": "sinks",

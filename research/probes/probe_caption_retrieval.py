@@ -12,7 +12,7 @@ embedding (the package's mean-pooled, unit-length vector):
 A flow that takes the sentence embedding (`flow.sentence_conditioning`) can do what the
 classifier does; the classifier's figure is what that path can give on wording it never saw.
 
-    .venv/bin/python scripts/probe_caption_retrieval.py --train DATA/train_v3 --eval DATA/eval
+    .venv/bin/python research/probes/probe_caption_retrieval.py --train DATA/train_v3 --eval DATA/eval
 
 (about 9 minutes here for 77,991 training captions, most of it encoding them)
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 
 @torch.inference_mode()

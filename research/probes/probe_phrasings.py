@@ -5,7 +5,7 @@ is prompted as "the <noun> <phrase>" (seed = the clip's rank) and the generated 
 is divided by the clip's ground truth. A phrase the model understands gives about 1x; one it
 does not gives about what "stands still" gives.
 
-    .venv/bin/python scripts/probe_phrasings.py --model backend/default_model --data DATA/eval \\
+    .venv/bin/python research/probes/probe_phrasings.py --model backend/default_model --data DATA/eval \\
         --family melt "melts" "liquefies" "stands still"
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 from backend import evaluate as ev, mesh as meshprep  # noqa: E402
 from backend.checkpoints import load_model  # noqa: E402

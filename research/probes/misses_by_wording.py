@@ -6,7 +6,7 @@ with the slots filled in. This groups the records by template and prints, worst 
 many of each template's clips missed and what they were judged as: a verb the model does not
 know ("somersaults") misses on every clip, a motion it draws badly misses across templates.
 
-    .venv/bin/python scripts/misses_by_wording.py out/val.jsonl [more.jsonl ...]
+    .venv/bin/python research/probes/misses_by_wording.py out/val.jsonl [more.jsonl ...]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 from backend.data.captions import templates_of  # noqa: E402
 

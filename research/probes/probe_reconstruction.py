@@ -7,7 +7,7 @@ on the ground truth of the clips beyond LIMIT) labels the reconstructions. A fam
 no longer recognises cannot be generated either, whatever the flow does: check this before
 training a flow on a new VAE.
 
-    .venv/bin/python scripts/probe_reconstruction.py --data DATA/eval --limit 270 \\
+    .venv/bin/python research/probes/probe_reconstruction.py --data DATA/eval --limit 270 \\
         --model backend/default_model [--model OTHER ...] [--families shake,sway]
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 from backend import evaluate as ev, mesh as meshprep  # noqa: E402
 from backend.checkpoints import load_model  # noqa: E402

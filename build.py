@@ -7,18 +7,20 @@ Layout of the zip (what Blender expects of an add-on extension: the manifest and
 the top level):
 
     blender_manifest.toml
-    __init__.py, writeback.py, ...     the add-on (animateanymesh_addon/*)
-    backend/                           the backend sources as a sub-package: the add-on imports
-                                       `from .backend import protocol` (torch-free), and the
-                                       backend process runs `python -m backend` with the
-                                       extension folder on its PYTHONPATH
+    __init__.py, controller.py, ...    the add-on (animateanymesh_addon/*)
+    aam_seam/                          the seam (messages, error codes, stages, .npz layouts): the
+                                       add-on loads it by path (animateanymesh_addon/seam.py), the
+                                       backend imports it as `aam_seam`
+    backend/                           the backend sources; the backend process runs
+                                       `python -m backend.server` with the extension folder on
+                                       its PYTHONPATH
     wheels/*.whl                       only wheels listed in the manifest's `wheels` (none today:
                                        Blender ships numpy; torch lives in the backend's own env)
     requirements.txt                   what "Set up backend" pip-installs into the backend's env
 
 Exits non-zero on any problem: a version mismatch, a wheel listed but missing (or present but
-not listed), a source file that does not compile, torch imported on the Blender side, or an
-error from the validator.
+not listed), a source file that does not compile, torch imported on the Blender side (the add-on,
+the seam, backend/__init__.py), or an error from the validator.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ REPO = Path(__file__).resolve().parent
 MANIFEST = REPO / "blender_manifest.toml"
 ADDON_DIR = REPO / "animateanymesh_addon"
 BACKEND_DIR = REPO / "backend"
+SEAM_DIR = REPO / "aam_seam"
 WHEELS_DIR = REPO / "wheels"
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests", ".venv", ".git"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
@@ -81,6 +84,7 @@ def collect_files(manifest: dict) -> list[tuple[Path, str]]:
     if not any(name == "__init__.py" for _, name in files):
         raise BuildError("animateanymesh_addon/__init__.py is missing; Blender needs it at the top "
                          "of the zip.")
+    files += [(p, "aam_seam/" + rel.as_posix()) for p, rel in _walk(SEAM_DIR)]
     files += [(p, "backend/" + rel.as_posix()) for p, rel in _walk(BACKEND_DIR)]
 
     listed = list(manifest.get("wheels", []))
@@ -119,7 +123,8 @@ def check_sources(files: list[tuple[Path, str]]) -> None:
         blender_side = not name.startswith("backend/") or name == "backend/__init__.py"
         if blender_side and _TORCH_IMPORT.search(source):
             raise BuildError(f"{path.relative_to(REPO)} imports torch, but it runs inside Blender "
-                             "(add-on modules and backend/__init__.py must stay torch-free).")
+                             "(add-on modules, aam_seam and backend/__init__.py must stay "
+                             "torch-free).")
 
 
 def write_zip(files: list[tuple[Path, str]], out: Path) -> None:

@@ -16,27 +16,24 @@ starts a fresh process.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 import os
 import queue
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+# Polygons: the faces type callers pass to submit
+from .seam import ErrorCode, Polygons, SeamError, Stage, arrays, protocol  # noqa: F401
+
 log = logging.getLogger("animateanymesh.backend_client")
 
-# The protocol this file was written against. The backend tree we launch must speak it too.
-CLIENT_PROTOCOL_VERSION = 1
-JOB_OPTIONS = ("model", "seed", "guidance", "steps", "num_traj", "device", "precision")
+JOB_OPTIONS = ("model", "seed", "guidance", "steps", "solver", "num_traj", "device", "precision")
 FINAL_STATES = ("done", "error", "cancelled")
 STALE_JOB_FOLDER_S = 24 * 3600
 
@@ -48,89 +45,6 @@ class BackendError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-@dataclass
-class Polygons:
-    """Mixed polygons without a Python list per face: corner indices and corners per face
-    (what Blender's `polygons.foreach_get("vertices"/"loop_total")` gives directly)."""
-
-    flat: np.ndarray
-    sizes: np.ndarray
-
-
-# ----------------------------------------------------------------------------- protocol module
-
-_PROTOCOLS: dict[str, object] = {}
-
-
-def load_protocol(backend_root: str | os.PathLike):
-    """The `protocol` module of the backend tree we are about to start, loaded by file path.
-
-    Why by path: the client must speak exactly the protocol of the backend it launches, and that
-    tree sits in different places: the repository's `backend/` next to this package during
-    development, the `backend/` sub-package inside the installed extension, or a folder set in
-    the preferences. A normal import would depend on sys.path (which an add-on must not change
-    inside Blender) or on one of those layouts. protocol.py is standard-library only, so running
-    it inside Blender is safe. It is registered in sys.modules under a private name derived from
-    its path, because dataclasses look a class's module up there while building it; the private
-    name never shadows a real package.
-    """
-    path = (Path(backend_root) / "backend" / "protocol.py").resolve()
-    cached = _PROTOCOLS.get(str(path))
-    if cached is not None:
-        return cached
-    if not path.is_file():
-        raise BackendError("backend_not_found", f"no backend found: {path} does not exist. Reinstall the "
-                           "extension, or fix the backend folder in the add-on preferences.")
-    name = "_animateanymesh_protocol_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise BackendError("backend_not_found", f"cannot read the backend protocol {path} ({exc}); "
-                           "reinstall the extension.") from None
-    if module.PROTOCOL_VERSION != CLIENT_PROTOCOL_VERSION:
-        raise BackendError("protocol_version", (
-            f"the backend in {backend_root} speaks protocol version {module.PROTOCOL_VERSION} but this "
-            f"add-on speaks {CLIENT_PROTOCOL_VERSION}: they come from different releases. Reinstall the "
-            "extension (or point the preferences at the backend that came with it)."))
-    _PROTOCOLS[str(path)] = module
-    return module
-
-
-# ----------------------------------------------------------------------------- mesh file
-
-def write_mesh_file(path: Path, vertices, faces) -> int:
-    """The request's .npz: vertices (N, 3) and faces as (M, k) ints, or faces_flat + face_sizes
-    for mixed polygons, or no faces (a point cloud). Returns N. Values are not judged here: the
-    backend validates them and answers with an error that names the problem."""
-    verts = np.asarray(vertices)
-    if verts.dtype.kind not in "fiu" or verts.ndim != 2 or verts.shape[1] != 3:
-        raise BackendError("bad_mesh", f"vertices must be an (N, 3) array of numbers, got shape "
-                           f"{verts.shape} of {verts.dtype}.")
-    if verts.dtype.kind != "f":
-        verts = verts.astype(np.float64)
-    arrays = {"vertices": verts}
-    if isinstance(faces, Polygons):
-        arrays["faces_flat"] = np.asarray(faces.flat, dtype=np.int64).reshape(-1)
-        arrays["face_sizes"] = np.asarray(faces.sizes, dtype=np.int64).reshape(-1)
-    elif isinstance(faces, np.ndarray) and faces.dtype != object:
-        arrays["faces"] = faces
-    elif faces is not None:
-        rows = [np.asarray(face).reshape(-1) for face in faces]
-        sizes = np.array([row.size for row in rows], dtype=np.int64)
-        if rows and np.all(sizes == sizes[0]):
-            arrays["faces"] = np.stack(rows)
-        elif rows:
-            arrays["faces_flat"] = np.concatenate(rows).astype(np.int64)
-            arrays["face_sizes"] = sizes
-    with open(path, "wb") as f:  # a file object: np.savez must not append its own suffix
-        np.savez(f, **arrays)
-    return int(verts.shape[0])
 
 
 # ----------------------------------------------------------------------------- one process
@@ -147,8 +61,6 @@ class _Session:
         self.last_seen = time.monotonic()
         self.stopping = False                 # we asked it to stop: its exit is no failure
         self.jobs: dict[str, "Job"] = {}
-        self.released = threading.Event()
-        self.freed = False                    # the answer to the last Release
         self.lock = threading.Lock()
 
     def alive(self) -> bool:
@@ -162,7 +74,7 @@ class Job:
                  num_vertices: int):
         self.id = job_id
         self.state = "running"
-        self.progress: tuple[str, int, int] = ("queued", 0, 0)
+        self.progress: tuple[str, int, int] = (Stage.QUEUED.value, 0, 0)
         self.warnings: list[str] = []
         self.error: tuple[str, str] | None = None
         self.seed: int | None = None
@@ -215,13 +127,13 @@ class Job:
         if self.finished or self._cancel_sent_at is not None:
             return
         self._cancel_sent_at = time.monotonic()
-        self._client._send(self._session, self._client.protocol.Cancel(id=self.id))
+        self._client._send(self._session, protocol.Cancel(id=self.id))
 
     def result_frames(self) -> np.ndarray:
         """(T, N, 3) float32 trajectories in the submitted vertex order."""
         if self.state != "done":
             reason = f": {self.error[1]}" if self.error else ""
-            raise BackendError("no_result", f"job {self.id} has no result (state {self.state}){reason}")
+            raise BackendError(ErrorCode.NO_RESULT, f"job {self.id} has no result (state {self.state}){reason}")
         return self._frames
 
     # ---- internals
@@ -229,31 +141,23 @@ class Job:
     def _apply(self, message) -> bool:
         if self.finished:
             return False  # e.g. a result that raced a watchdog verdict
-        kind = message.type
-        if kind == "progress":
+        if isinstance(message, protocol.Progress):
             self.progress = (message.stage, message.step, message.total)
-        elif kind == "warning":
+        elif isinstance(message, protocol.Notice):
             self.warnings.append(message.message)
-        elif kind == "result":
+        elif isinstance(message, protocol.Result):
             self._take_result(message)
-        elif kind == "error":
+        elif isinstance(message, protocol.Error):
             self._finish("error", (message.code, message.message))
-        elif kind == "cancelled":
+        elif isinstance(message, protocol.Cancelled):
             self._finish("cancelled")
         return True
 
     def _take_result(self, message) -> None:
         try:
-            with np.load(message.out_path, allow_pickle=False) as archive:
-                frames = np.asarray(archive["frames"], dtype=np.float32)
-                seed = int(archive["seed"])
-        except Exception as exc:
-            self._finish("error", ("bad_result", f"the backend's result file could not be read ({exc}); "
-                                   "animate again."))
-            return
-        if frames.ndim != 3 or frames.shape[1:] != (self.num_vertices, 3):
-            self._finish("error", ("bad_result", f"the backend returned frames of shape {frames.shape} "
-                                   f"for a mesh of {self.num_vertices} vertices; animate again."))
+            frames, seed = arrays.read_result_file(message.out_path, self.num_vertices)
+        except SeamError as exc:
+            self._finish("error", (exc.code, exc.message))
             return
         self._frames, self.seed, self.seconds = frames, seed, message.seconds
         self._finish("done")
@@ -280,7 +184,6 @@ class BackendClient:
         self.heartbeat_timeout = heartbeat_timeout
         self.start_timeout = start_timeout
         self.cancel_timeout = cancel_timeout
-        self.protocol = load_protocol(self.backend_root)
         self.garbled_lines = 0
         self._session: _Session | None = None
         self._lock = threading.RLock()
@@ -295,7 +198,7 @@ class BackendClient:
 
     @property
     def info(self):
-        """The backend's Ready message (versions, devices) once the handshake is done."""
+        """The backend's Ready message (versions, devices, solvers) once the handshake is done."""
         return self._session.info if self._session else None
 
     def is_alive(self) -> bool:
@@ -308,7 +211,7 @@ class BackendClient:
         with self._lock:
             session = self._session
             if session is None or not session.alive():
-                if session is not None and session.failure and session.failure.code == "protocol_version":
+                if session is not None and session.failure and session.failure.code == ErrorCode.PROTOCOL_VERSION:
                     raise session.failure  # restarting the same mismatched backend cannot help
                 self._stop_session(session, polite=False)
                 session = self._session = self._spawn()
@@ -322,37 +225,13 @@ class BackendClient:
             session, self._session = self._session, None
         self._stop_session(session, polite=True, timeout=timeout)
 
-    def release_model(self, timeout: float = 30.0) -> bool:
-        """Drop the warm model but keep the process. True when a model was loaded and freed."""
-        session = self._session
-        if session is None or not session.alive():
-            return False
-        session.released.clear()
-        self._send(session, self.protocol.Release())
-        if not session.released.wait(timeout):
-            return False
-        return session.freed
-
-    def ping(self, timeout: float = 5.0) -> bool:
-        """True when the backend answers within `timeout` seconds."""
-        session = self._session
-        if session is None or not session.alive():
-            return False
-        sent = time.monotonic()
-        self._send(session, self.protocol.Ping())
-        while time.monotonic() - sent < timeout:
-            if session.last_seen >= sent:
-                return True
-            time.sleep(0.02)
-        return False
-
     # ---- jobs
 
     def submit(self, vertices, faces, prompt: str, **options) -> Job:
         """Send one animate request (starting the backend if needed) and return its Job at once.
 
         faces: (M, k) int array, a list of polygons, a Polygons(flat, sizes), or None.
-        options: model, seed, guidance, steps, num_traj, device, precision.
+        options: JOB_OPTIONS (None or absent: the model's default).
         """
         unknown = sorted(set(options) - set(JOB_OPTIONS))
         if unknown:
@@ -365,7 +244,10 @@ class BackendClient:
         folder = self.work_dir / "jobs" / job_id
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            num_vertices = write_mesh_file(folder / "mesh.npz", vertices, faces)
+            num_vertices = arrays.write_mesh_file(folder / "mesh.npz", vertices, faces)
+        except SeamError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise BackendError(exc.code, exc.message) from None
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -376,7 +258,7 @@ class BackendClient:
         if failure is not None:
             job._inbox.put(self._error_message(job_id, failure))
             return job
-        request = self.protocol.AnimateRequest(id=job_id, mesh_path=str(folder / "mesh.npz"),
+        request = protocol.AnimateRequest(id=job_id, mesh_path=str(folder / "mesh.npz"),
                                                out_path=str(folder / "out.npz"), prompt=prompt,
                                                **options)
         self._send(session, request)
@@ -413,14 +295,14 @@ class BackendClient:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
                                         **kwargs)
             except OSError as exc:
-                raise BackendError("backend_not_set_up", (
+                raise BackendError(ErrorCode.BACKEND_NOT_SET_UP, (
                     f"cannot start the backend with {self.python} ({exc.strerror or exc}). Open "
                     "Preferences > Add-ons > AnimateAnyMesh and run Set up backend, or choose a "
                     "Python interpreter that has torch installed.")) from None
         session = _Session(proc)
         threading.Thread(target=self._read_loop, args=(session,), name="aam-backend-reader",
                          daemon=True).start()
-        self._send(session, self.protocol.Hello(client="animateanymesh_addon"))
+        self._send(session, protocol.Hello(client="animateanymesh_addon"))
         log.info("started the backend (pid %d): %s", proc.pid, " ".join(command))
         return session
 
@@ -431,7 +313,7 @@ class BackendClient:
             if session.failure is not None:
                 break
             if time.monotonic() > deadline:
-                self._fail(session, BackendError("backend_not_ready", (
+                self._fail(session, BackendError(ErrorCode.BACKEND_NOT_READY, (
                     f"the backend did not answer within {timeout:.0f} s of starting. Its log may say "
                     f"why: {self.log_path}")))
                 self._stop_session(session, polite=False)
@@ -447,7 +329,7 @@ class BackendClient:
         proc = session.proc
         if proc.poll() is None:
             if polite:
-                self._send(session, self.protocol.Shutdown())
+                self._send(session, protocol.Shutdown())
             try:
                 proc.stdin.close()  # EOF is a shutdown request too
             except OSError:
@@ -464,7 +346,7 @@ class BackendClient:
         with session.lock:
             jobs = list(session.jobs.values())
         for job in jobs:  # we stopped it: what was still running ends as cancelled
-            job._inbox.put(self.protocol.Cancelled(id=job.id))
+            job._inbox.put(protocol.Cancelled(id=job.id))
         # stdout is closed by the reader thread when it sees EOF: closing it here could block on
         # the lock the reader holds inside readline().
 
@@ -479,7 +361,7 @@ class BackendClient:
                     self._fail(session, self._died_error())
 
     def _read_loop(self, session: _Session) -> None:
-        proto = self.protocol
+        proto = protocol
         stream = session.proc.stdout
         while True:
             try:
@@ -495,7 +377,7 @@ class BackendClient:
             try:
                 message = proto.parse_line(line)
             except proto.ProtocolVersionError as exc:
-                self._fail(session, BackendError("protocol_version", str(exc)))
+                self._fail(session, BackendError(ErrorCode.PROTOCOL_VERSION, str(exc)))
                 continue
             except proto.ProtocolError as exc:
                 self.garbled_lines += 1
@@ -513,20 +395,15 @@ class BackendClient:
             self._fail(session, self._died_error())
 
     def _dispatch(self, session: _Session, message) -> None:
-        kind = message.type
-        if kind == "heartbeat":
+        if isinstance(message, protocol.Heartbeat):
             return
-        if kind == "ready":
+        if isinstance(message, protocol.Ready):
             session.info = message
             session.ready.set()
             return
-        if kind == "released":
-            session.freed = message.freed
-            session.released.set()
-            return
         job_id = getattr(message, "id", "")
         if not job_id:
-            if kind == "error" and not session.ready.is_set():
+            if isinstance(message, protocol.Error) and not session.ready.is_set():
                 # Before the handshake an id-less error means the backend cannot work at all.
                 self._fail(session, BackendError(message.code, message.message))
             else:
@@ -535,7 +412,7 @@ class BackendClient:
         with session.lock:
             job = session.jobs.get(job_id)
         if job is None:
-            log.debug("message for unknown job %s ignored: %s", job_id, kind)
+            log.debug("message for unknown job %s ignored: %s", job_id, message.type)
             return
         job._inbox.put(message)
 
@@ -547,7 +424,7 @@ class BackendClient:
             self._fail(session, self._died_error())
         elif time.monotonic() - session.last_seen > self.heartbeat_timeout:
             log.error("no message from the backend for %.0f s: stopping it", self.heartbeat_timeout)
-            self._fail(session, BackendError("backend_died", (
+            self._fail(session, BackendError(ErrorCode.BACKEND_DIED, (
                 f"the backend stopped answering (nothing for {self.heartbeat_timeout:.0f} s) and was "
                 f"stopped; it will restart on the next Animate. Log: {self.log_path}")))
             self._stop_session(session, polite=False)
@@ -562,11 +439,11 @@ class BackendClient:
             self._stop_session(session, polite=False)
 
     def _died_error(self) -> BackendError:
-        return BackendError("backend_died", "the backend stopped unexpectedly; it will restart on the "
+        return BackendError(ErrorCode.BACKEND_DIED, "the backend stopped unexpectedly; it will restart on the "
                             f"next Animate. Log: {self.log_path}")
 
     def _error_message(self, job_id: str, error: BackendError):
-        return self.protocol.Error(id=job_id, code=error.code, message=error.message)
+        return protocol.Error(id=job_id, code=error.code, message=error.message)
 
     def _fail(self, session: _Session, error: BackendError) -> None:
         with session.lock:

@@ -20,12 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .seam import ErrorCode, codes
+
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
-# Failures worth another attempt with the same input (a fresh backend process is started).
-RETRYABLE_CODES = frozenset({"backend_died", "backend_not_ready", "bad_result", "internal"})
-# Failures that would hit every item: the batch stops instead of failing item after item.
-FATAL_CODES = frozenset({"backend_not_set_up", "backend_not_found", "protocol_version",
-                         "backend_broken"})
 QUEUE_FORMAT = "animateanymesh-queue"
 QUEUE_VERSION = 1
 DEFAULT_PROMPT_PROPERTY = "aam_prompt"
@@ -74,7 +71,7 @@ class BatchQueue:
             prompt = (own or "").strip() or (default_prompt or "").strip()
             item = QueueItem(object_name=name, prompt=prompt, updated=time.time())
             if not prompt:
-                item.status, item.error_code = "failed", "no_prompt"
+                item.status, item.error_code = "failed", ErrorCode.NO_PROMPT.value
                 item.error = (f"no prompt for '{name}': type one in the panel, or give the object a "
                               f"custom property '{DEFAULT_PROMPT_PROPERTY}' with its own.")
             queue.items.append(item)
@@ -119,7 +116,7 @@ class BatchQueue:
 
     def fail(self, item: QueueItem, code: str, message: str) -> bool:
         """Record a failure. Returns True when the item went back to the queue for another try."""
-        if code in RETRYABLE_CODES and item.attempts < self.max_attempts:
+        if code in codes.RETRYABLE and item.attempts < self.max_attempts:
             self._set(item, "queued", code, f"attempt {item.attempts} failed ({message}); retrying")
             return True
         self._set(item, "failed", code, message)

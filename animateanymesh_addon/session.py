@@ -7,7 +7,7 @@ folder, `bpy.utils.extension_path_user(__package__)`: never in the add-on folder
 replaces on every update. When the package is not installed as an extension (imported from a
 checkout, as the headless CLI does) Blender's user data folder stands in.
 
-bpy is imported inside the functions, so the pure helpers here (progress) load anywhere.
+bpy is imported inside the functions, so this module loads anywhere.
 """
 
 from __future__ import annotations
@@ -20,32 +20,8 @@ from . import backend_setup
 PACKAGE = __package__
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-# Share of the progress bar each backend stage takes (sampling is nearly all the work).
-_STAGES = (("queued", 0.0, 0.0), ("load", 0.0, 0.08), ("prepare", 0.08, 0.1), ("encode", 0.1, 0.14),
-           ("text", 0.14, 0.16), ("sample", 0.16, 0.94), ("decode", 0.94, 0.98), ("write", 0.98, 1.0))
-STAGE_NAMES = {"queued": "waiting for the backend", "load": "loading the model",
-               "prepare": "preparing the mesh", "encode": "encoding the shape",
-               "text": "reading the prompt", "sample": "sampling the motion",
-               "decode": "decoding", "write": "writing the result"}
-
 _state = {"client": None, "client_key": None, "run": None, "task": None, "last_result": None,
-          "last_outcome": None, "queue": None, "queue_path": None}
-
-
-# ----------------------------------------------------------------------------- progress
-
-def progress_fraction(stage: str, step: int, total: int) -> float:
-    """0..1 for a backend progress message (stage, step of total)."""
-    for name, lo, hi in _STAGES:
-        if name == stage:
-            part = (step / total) if total else 0.0
-            return lo + (hi - lo) * min(max(part, 0.0), 1.0)
-    return 0.0
-
-
-def progress_text(stage: str, step: int, total: int) -> str:
-    name = STAGE_NAMES.get(stage, stage)
-    return f"{name} {step}/{total}" if stage == "sample" and total else name
+          "last_outcome": None, "queue": None, "queue_path": None, "solvers_saved": None}
 
 
 # ----------------------------------------------------------------------------- folders
@@ -205,6 +181,32 @@ def client(settings: BackendSettings | None = None):
 def current_client():
     """The client if one exists (never starts anything)."""
     return _state["client"]
+
+
+def known_solvers() -> list[dict]:
+    """The solvers the backend offers ({"name", "evaluations_per_step", "description"}): from
+    the running backend's Ready message, else as the last backend listed them (kept in the user
+    folder, so the panel offers them before the first Animate of a session). [] when no backend
+    has answered yet."""
+    import json
+
+    path = user_dir() / "backend_solvers.json"
+    current = _state["client"]
+    info = current.info if current is not None else None
+    solvers = list(getattr(info, "solvers", None) or [])
+    if solvers:
+        if _state.get("solvers_saved") != solvers:
+            try:
+                path.write_text(json.dumps(solvers), encoding="utf-8")
+                _state["solvers_saved"] = solvers
+            except OSError:
+                pass  # a read-only user folder: the list is still offered this session
+        return solvers
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [s for s in saved if isinstance(s, dict) and isinstance(s.get("name"), str)]
 
 
 def shutdown_backend() -> bool:

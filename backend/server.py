@@ -8,8 +8,8 @@ stray print, a progress bar or a C library writing to fd 1 lands in the log inst
 corrupting the channel). stderr is the log; the client redirects it to a file.
 
 Threads:
-    reader     parses requests; answers hello and ping itself, queues animate and release,
-               flags cancel and shutdown. EOF on stdin means the client is gone: stop.
+    reader     parses requests; answers hello itself, queues animate requests, flags cancel
+               and shutdown. EOF on stdin means the client is gone: stop.
     heartbeat  one Heartbeat a second (so the client can tell a dead or hung backend), and
                watches the parent process: when it dies we stop, so no orphan outlives Blender.
     main       runs the queued work in order and survives every job failure.
@@ -28,11 +28,14 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
+from aam_seam import protocol as proto
+from aam_seam.arrays import read_mesh_file, write_result_file
+from aam_seam.codes import ErrorCode, SeamError
+from aam_seam.stages import Stage
 
 from . import __version__
-from . import protocol as proto
-from .errors import MeshError, UserError
+from .errors import UserError
+from .solvers import SOLVERS, get_solver
 
 log = logging.getLogger("animateanymesh.server")
 
@@ -81,72 +84,14 @@ class Channel:
 
 # ----------------------------------------------------------------------------- request files
 
-def read_mesh_file(path: str | os.PathLike):
-    """The mesh of an animate request: (vertices, faces) as `pipeline.animate` takes them.
-
-    faces: `faces` (M, k) ints, or `faces_flat` + `face_sizes` for mixed polygons (turned into
-    one -1 padded (M, max k) array, which the mesh code reads as polygons), or none at all (a
-    point cloud).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"the mesh file {p} of this request does not exist; the add-on's work "
-                        "folder was removed while the job was queued. Animate again.", code="bad_request")
-    try:
-        with np.load(p, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except Exception as exc:  # truncated zip, foreign file, pickled objects
-        raise MeshError(f"cannot read the mesh file {p.name} ({type(exc).__name__}: {exc}); "
-                        "animate again.") from None
-    if "vertices" not in arrays:
-        raise MeshError(f"the mesh file {p.name} has no 'vertices' array (found: "
-                        f"{', '.join(sorted(arrays)) or 'nothing'}).")
-    if "faces_flat" in arrays or "face_sizes" in arrays:
-        return arrays["vertices"], padded_polygons(arrays.get("faces_flat"), arrays.get("face_sizes"))
-    return arrays["vertices"], arrays.get("faces")
-
-
-def padded_polygons(flat, sizes) -> np.ndarray:
-    """faces_flat + face_sizes -> (M, max size) int64 with -1 after each polygon's corners."""
-    if flat is None or sizes is None:
-        raise MeshError("mixed polygons need both 'faces_flat' and 'face_sizes' in the mesh file.")
-    flat = np.asarray(flat).reshape(-1)
-    sizes = np.asarray(sizes).reshape(-1)
-    if flat.dtype.kind not in "iu" or sizes.dtype.kind not in "iu":
-        raise MeshError("faces_flat and face_sizes must be integer arrays (0-based vertex indices).")
-    if sizes.size == 0:
-        return np.zeros((0, 3), np.int64)
-    if np.any(sizes < 3):
-        first = int(np.flatnonzero(sizes < 3)[0])
-        raise MeshError(f"face {first} has only {int(sizes[first])} vertices; every polygon needs at "
-                        "least 3. Fix: delete loose edges/points stored as faces.")
-    if int(sizes.sum()) != flat.size:
-        raise MeshError(f"face_sizes add up to {int(sizes.sum())} corners but faces_flat holds "
-                        f"{flat.size}; the mesh file is inconsistent.")
-    if np.any(flat < 0):
-        # -1 is padding in the array we build; a negative index here must not hide as padding.
-        raise MeshError(f"faces_flat holds negative vertex index {int(flat.min())}; indices are 0-based.")
-    width = int(sizes.max())
-    out = np.full((sizes.size, width), -1, dtype=np.int64)
-    out[np.arange(width)[None, :] < sizes[:, None]] = flat  # row-major: each polygon in order
-    return out
-
-
 def checked_out_path(path: str) -> Path:
     if not path:
-        raise UserError("the request names no out_path for the result.", code="bad_request")
+        raise UserError("the request names no out_path for the result.", code=ErrorCode.BAD_REQUEST)
     out = Path(path)
     if not out.parent.is_dir():
-        raise UserError(f"the result folder {out.parent} does not exist; animate again.", code="bad_request")
+        raise UserError(f"the result folder {out.parent} does not exist; animate again.",
+                        code=ErrorCode.BAD_REQUEST)
     return out
-
-
-def write_result_file(out: Path, frames: np.ndarray, seed: int) -> None:
-    """frames (T, N, 3) float32 + seed, written whole or not at all (temp file + rename)."""
-    partial = out.with_name(out.name + ".part")
-    with open(partial, "wb") as f:  # a file object: np.savez must not append its own suffix
-        np.savez(f, frames=np.ascontiguousarray(frames, dtype=np.float32), seed=np.int64(seed))
-    os.replace(partial, out)
 
 
 # ----------------------------------------------------------------------------- warm model
@@ -159,7 +104,7 @@ class ModelCache:
         self.model = None
 
     def get(self, name: str, device, cache: str | None, progress):
-        from .checkpoints import load_model
+        from .model_folder import load_model
         from .model_manager import resolve_model
 
         directory = resolve_model(name, cache).resolve()
@@ -167,10 +112,10 @@ class ModelCache:
         if key == self.key:
             return self.model
         self.release()  # two models at once may not fit: free the old one first
-        progress("load", 0, 1)
+        progress(Stage.LOAD, 0, 1)
         self.model = load_model(directory, device)
         self.key = key
-        progress("load", 1, 1)
+        progress(Stage.LOAD, 1, 1)
         log.info("loaded model %s on %s", directory, device)
         return self.model
 
@@ -212,12 +157,12 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
     text = str(exc)
     gpu_oom = getattr(torch.cuda, "OutOfMemoryError", ())
     if (gpu_oom and isinstance(exc, gpu_oom)) or "CUDA out of memory" in text:
-        return "out_of_memory", GPU_OOM_MESSAGE
+        return ErrorCode.OUT_OF_MEMORY, GPU_OOM_MESSAGE
     if isinstance(exc, MemoryError) or "can't allocate memory" in text:
-        return "out_of_memory", RAM_OOM_MESSAGE
+        return ErrorCode.OUT_OF_MEMORY, RAM_OOM_MESSAGE
     first = text.strip().splitlines()[0][:200] if text.strip() else ""
     summary = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return "internal", f"internal error in the backend ({summary}); the details are in the backend log."
+    return ErrorCode.INTERNAL, f"internal error in the backend ({summary}); the details are in the backend log."
 
 
 # ----------------------------------------------------------------------------- the server
@@ -257,9 +202,6 @@ class Server:
             item = self.work.get()
             if item is None:
                 break
-            if isinstance(item, proto.Release):
-                self.channel.send(proto.Released(freed=self.models.release()))
-                continue
             self.run_job(item)
         self.models.release()
         log.info("backend stopped: %s", self.stop_reason)
@@ -317,11 +259,11 @@ class Server:
                 message = proto.parse_line(line)
             except proto.ProtocolVersionError as exc:
                 log.error("%s", exc)
-                self.channel.send(proto.Error(code="protocol_version", message=str(exc)))
+                self.channel.send(proto.Error(code=ErrorCode.PROTOCOL_VERSION, message=str(exc)))
                 continue
             except proto.ProtocolError as exc:
                 log.warning("ignored a malformed request: %s", exc)
-                self.channel.send(proto.Error(code="bad_message", message=str(exc)))
+                self.channel.send(proto.Error(code=ErrorCode.BAD_MESSAGE, message=str(exc)))
                 continue
             self.handle(message)
             if self.stopping.is_set():
@@ -334,12 +276,12 @@ class Server:
 
             log.info("hello from %s", message.client or "a client")
             self.channel.send(proto.Ready(backend_version=__version__, torch_version=torch.__version__,
-                                          devices=available_devices()))
-        elif isinstance(message, proto.Ping):
-            self.channel.send(proto.Heartbeat(busy=self.current_id is not None))
+                                          devices=available_devices(),
+                                          solvers=[s.as_dict() for s in SOLVERS.values()]))
         elif isinstance(message, proto.AnimateRequest):
             if not message.id:
-                self.channel.send(proto.Error(code="bad_request", message="an animate request needs an id."))
+                self.channel.send(proto.Error(code=ErrorCode.BAD_REQUEST,
+                                              message="an animate request needs an id."))
                 return
             with self._lock:
                 self.queued_ids.add(message.id)
@@ -352,8 +294,6 @@ class Server:
                     self.cancelled_ids.add(message.id)
                 else:
                     log.info("cancel for %r: no such job (already finished?)", message.id)
-        elif isinstance(message, proto.Release):
-            self.work.put(message)  # in order, between jobs: never under a running job
         elif isinstance(message, proto.Shutdown):
             self.request_stop("shutdown requested")
         else:
@@ -379,13 +319,13 @@ class Server:
         except Cancelled:
             log.info("job %s cancelled after %.1f s", request.id, time.perf_counter() - clock)
             reply = proto.Cancelled(id=request.id)
-        except UserError as exc:
+        except (UserError, SeamError) as exc:
             log.info("job %s: %s (%s)", request.id, exc, exc.code)
             reply = proto.Error(id=request.id, code=exc.code, message=str(exc))
         except Exception as exc:  # a bug or an exhausted device: report it and keep serving
             log.error("job %s failed:\n%s", request.id, traceback.format_exc())
             code, text = classify_failure(exc)
-            if code == "out_of_memory":
+            if code == ErrorCode.OUT_OF_MEMORY:
                 free_memory()
             reply = proto.Error(id=request.id, code=code, message=text)
         finally:
@@ -404,13 +344,15 @@ class Server:
         job_id = request.id
 
         def progress(stage: str, done: int, total: int) -> None:
-            self.channel.send(proto.Progress(id=job_id, stage=stage, step=int(done), total=int(total)))
+            self.channel.send(proto.Progress(id=job_id, stage=str(stage), step=int(done), total=int(total)))
 
         def cancelled() -> bool:
             return self.cancel_flag.is_set()
 
         # Cheap checks first: a bad prompt or mesh should not wait for a model to load.
         check_prompt(request.prompt, None)
+        if request.solver:
+            get_solver(request.solver)
         vertices, faces = read_mesh_file(request.mesh_path)
         validate_mesh(vertices, faces)
         out = checked_out_path(request.out_path)
@@ -419,14 +361,14 @@ class Server:
         if cancelled():
             raise Cancelled("cancelled while the model loaded")
         result = animate(vertices, faces, request.prompt, model=model, seed=request.seed,
-                         guidance=request.guidance, steps=request.steps, num_traj=request.num_traj,
-                         device=str(device), precision=request.precision, progress=progress,
+                         guidance=request.guidance, steps=request.steps, solver=request.solver,
+                         num_traj=request.num_traj, device=str(device), precision=request.precision, progress=progress,
                          cancel=cancelled)
         for text in result.warnings:
-            self.channel.send(proto.Warning(id=job_id, message=text))
-        progress("write", 0, 1)
+            self.channel.send(proto.Notice(id=job_id, message=text))
+        progress(Stage.WRITE, 0, 1)
         write_result_file(out, result.frames, result.seed)
-        progress("write", 1, 1)
+        progress(Stage.WRITE, 1, 1)
         seconds = time.perf_counter() - clock
         log.info("job %s: %d frames x %d vertices in %.2f s (%s)", job_id, result.frames.shape[0],
                  result.frames.shape[1], seconds,
@@ -461,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
         from . import pipeline  # noqa: F401 - pay the import cost before the first request
     except Exception as exc:
         log.error("cannot import the backend's libraries:\n%s", traceback.format_exc())
-        channel.send(proto.Error(code="backend_broken", message=(
+        channel.send(proto.Error(code=ErrorCode.BACKEND_BROKEN, message=(
             f"the backend's Python environment is broken ({type(exc).__name__}: {exc}); "
             "run Set up backend in the add-on preferences again.")))
         return 1
@@ -476,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(
         prog="python -m backend.server", description="AnimateAnyMesh backend process (speaks the "
-        "line protocol of backend/protocol.py on stdin/stdout; logs to stderr)"))
+        "line protocol of aam_seam/protocol.py on stdin/stdout; logs to stderr)"))
     return run(parser.parse_args(argv))
 
 

@@ -6,7 +6,6 @@ The model is the tiny official-layout checkpoint of the parity fixtures, importe
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -20,25 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aam_seam.protocol import PROTOCOL_VERSION
+# The add-on package imports no bpy until register(), so its client imports here as in Blender.
+from animateanymesh_addon.backend_client import BackendClient, BackendError, Polygons
+
 REPO = Path(__file__).resolve().parents[2]
-CLIENT_FILE = REPO / "animateanymesh_addon" / "backend_client.py"
-
-
-def _load_client_module():
-    # By path, not through the animateanymesh_addon package: its __init__ registers Blender
-    # classes (bpy), and the client must work without it (it is plain stdlib + numpy).
-    spec = importlib.util.spec_from_file_location("_aam_backend_client_under_test", CLIENT_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_client_module = _load_client_module()
-BackendClient = _client_module.BackendClient
-BackendError = _client_module.BackendError
-Polygons = _client_module.Polygons
-load_protocol = _client_module.load_protocol
 PROMPT = "a flag waves in the wind"
 FAST = {"steps": 4, "num_traj": 8}
 
@@ -172,7 +157,7 @@ def test_round_trip_matches_a_direct_pipeline_call(client, tiny_model):
 
 
 @pytest.mark.slow
-def test_model_stays_warm_and_release_frees_it(client, tiny_model):
+def test_model_stays_warm_and_shutdown_frees_it(client, tiny_model):
     client.start()
     flat = np.concatenate([np.asarray(f) for f in FACES])
     sizes = [len(f) for f in FACES]
@@ -185,8 +170,8 @@ def test_model_stays_warm_and_release_frees_it(client, tiny_model):
     assert "load" not in stages(second_messages)  # warm: loaded once, kept
     np.testing.assert_array_equal(first.result_frames(), second.result_frames())
 
-    assert client.release_model() is True
-    assert client.release_model() is False  # nothing left to free
+    client.shutdown()  # Release Memory: the process and its model are gone
+    assert not client.is_alive()
     again = client.submit(VERTICES, FACES, PROMPT, model=str(tiny_model), seed=1, **FAST)
     assert stages(collect(again))[0] == "load"
     assert again.state == "done"
@@ -277,7 +262,7 @@ def test_shutdown_stops_the_process(tmp_path):
     c = make_client(tmp_path)
     c.start()
     pid = c.pid
-    assert c.is_alive() and c.ping()
+    assert c.is_alive() and c.info.type == "ready"
     c.shutdown(timeout=5)
     assert not c.is_alive() and wait_gone(pid, 5.0)
     assert "backend stopped: shutdown requested" in c.log_path.read_text()
@@ -289,7 +274,7 @@ def test_stdout_is_reserved_for_protocol_lines(tmp_path):
     """Whatever writes to stdout after startup (print, raw fd 1, a child process) lands on stderr."""
     script = textwrap.dedent("""
         import os, subprocess, sys
-        from backend import protocol
+        from aam_seam import protocol
         from backend.server import Channel, claim_protocol_channel
         channel = Channel(claim_protocol_channel())
         print("stray print")
@@ -302,46 +287,30 @@ def test_stdout_is_reserved_for_protocol_lines(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr.decode()
     lines = done.stdout.decode().splitlines()
-    assert len(lines) == 1 and json.loads(lines[0]) == {"busy": True, "type": "heartbeat", "v": 1}
+    assert len(lines) == 1 and json.loads(lines[0]) == {"busy": True, "type": "heartbeat",
+                                                        "v": PROTOCOL_VERSION}
     for text in ("stray print", "stray fd write", "child output"):
         assert text in done.stderr.decode()
 
 
 def test_server_answers_bad_lines_with_errors_and_keeps_reading():
-    from backend import protocol
+    from aam_seam import protocol
     from backend.server import Channel, Server
 
     out = io.BytesIO()
     server = Server(Channel(out))
-    lines = [b"this is not json\n", b'{"type":"ping","v":99}\n', b'{"type":"ping","v":1}\n',
+    hello = protocol.Hello(client="test").to_line().encode()
+    lines = [b"this is not json\n", b'{"type":"hello","v":99}\n', hello,
              protocol.Cancel(id="nothing-running").to_line().encode(),
-             b'{"type":"shutdown","v":1}\n', b'{"type":"ping","v":1}\n']
+             protocol.Shutdown().to_line().encode(), hello]
     server._read_loop(io.BytesIO(b"".join(lines)))
     replies = [protocol.parse_line(line) for line in out.getvalue().decode().splitlines()]
     assert [(r.type, getattr(r, "code", "")) for r in replies] == [
-        ("error", "bad_message"), ("error", "protocol_version"), ("heartbeat", "")]
+        ("error", "bad_message"), ("error", "protocol_version"), ("ready", "")]
+    assert [s["name"] for s in replies[2].solvers]  # the backend says which solvers it has
     assert "reinstall" in replies[1].message
     assert server.stopping.is_set() and server.stop_reason == "shutdown requested"
     assert server.work.get_nowait() is None  # the main loop is told to finish
-
-
-def test_read_mesh_file_builds_padded_polygons(tmp_path):
-    from backend.errors import MeshError
-    from backend.server import padded_polygons, read_mesh_file
-
-    np.testing.assert_array_equal(padded_polygons(np.array([0, 1, 2, 3, 2, 1, 4, 5, 6]), np.array([4, 5])),
-                                  [[0, 1, 2, 3, -1], [2, 1, 4, 5, 6]])
-    for flat, sizes, word in [([0, 1, 2], [4], "add up"), ([0, 1], [2], "at least 3"),
-                              ([0, -1, 2], [3], "negative")]:
-        with pytest.raises(MeshError, match=word):
-            padded_polygons(np.array(flat), np.array(sizes))
-    path = tmp_path / "m.npz"
-    np.savez(path, vertices=VERTICES)
-    vertices, faces = read_mesh_file(path)
-    assert faces is None and vertices.shape == VERTICES.shape
-    np.savez(path, verts=VERTICES)
-    with pytest.raises(MeshError, match="no 'vertices'"):
-        read_mesh_file(path)
 
 
 # ----------------------------------------------------------------------------- parent death
@@ -373,15 +342,16 @@ FAKE_SERVER = r"""
 # A stand-in backend (standard library only, starts in milliseconds) that misbehaves on purpose.
 import json, os, sys, time
 mode = os.environ["FAKE_MODE"]
+VERSION = int(os.environ["FAKE_VERSION"])
 
-def send(version=1, **message):
+def send(version=VERSION, **message):
     sys.stdout.write(json.dumps({"v": version, **message}) + "\n")
     sys.stdout.flush()
 
 sys.stdin.readline()  # the hello
 if mode == "mismatch":
     print("garbage that is not a protocol line", flush=True)
-    send(version=2, type="ready", backend_version="9.0")
+    send(version=VERSION + 1, type="ready", backend_version="9.0")
 elif mode == "broken":
     send(type="error", code="backend_broken", message="torch is missing: run Set up backend again.")
 else:
@@ -395,19 +365,18 @@ sys.stdin.read()  # "silent": hangs without a word until the client closes stdin
 """
 
 
-def fake_backend(root: Path, protocol_version: int = 1) -> Path:
+def fake_backend(root: Path) -> Path:
     package = root / "backend"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    text = (REPO / "backend" / "protocol.py").read_text()
-    (package / "protocol.py").write_text(text.replace("PROTOCOL_VERSION = 1", f"PROTOCOL_VERSION = {protocol_version}"))
     (package / "server.py").write_text(FAKE_SERVER)
     return root
 
 
 def fake_client(tmp: Path, mode: str, **kwargs) -> BackendClient:
     return BackendClient(sys.executable, str(fake_backend(tmp / mode)), str(tmp / "work"),
-                         str(tmp / "backend.log"), env={"FAKE_MODE": mode}, **kwargs)
+                         str(tmp / "backend.log"),
+                         env={"FAKE_MODE": mode, "FAKE_VERSION": str(PROTOCOL_VERSION)}, **kwargs)
 
 
 def test_a_silent_backend_is_caught_by_the_heartbeat_watchdog(tmp_path):
@@ -434,13 +403,7 @@ def test_cancel_works_even_when_the_backend_ignores_it(tmp_path):
 
 
 def test_a_backend_from_another_release_is_refused_with_a_clear_error(tmp_path):
-    # The backend tree itself speaks another version: refused before anything starts.
-    root = fake_backend(tmp_path / "v2", protocol_version=2)
-    with pytest.raises(BackendError, match="reinstall the extension|Reinstall the extension") as err:
-        BackendClient(sys.executable, str(root), str(tmp_path / "w"), str(tmp_path / "log"))
-    assert err.value.code == "protocol_version"
-
-    # The running process answers in another version: the handshake fails, garbage is ignored.
+    # The backend answers in another version: the handshake fails, garbage is ignored.
     c = fake_client(tmp_path, "mismatch")
     with pytest.raises(BackendError, match="reinstall") as err:
         c.start(timeout=20)
@@ -465,25 +428,29 @@ def test_a_backend_that_cannot_work_says_why(tmp_path):
         missing.submit(VERTICES, FACES, PROMPT, stepz=4)
 
 
-def test_the_protocol_is_loaded_by_path_without_touching_sys_path():
-    before = list(sys.path)
-    module = load_protocol(REPO)
-    assert sys.path == before
-    assert module.PROTOCOL_VERSION == 1 and load_protocol(REPO) is module
-    assert module.__name__.startswith("_animateanymesh_protocol_")
-    line = module.AnimateRequest(id="a", prompt="p", steps=3).to_line()
-    from backend import protocol
-    assert protocol.parse_line(line) == protocol.AnimateRequest(id="a", prompt="p", steps=3)
+def test_the_seam_is_loaded_by_path_without_touching_sys_path():
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        before = list(sys.path)
+        from animateanymesh_addon import seam
+        assert sys.path == before
+        assert seam.protocol.__name__ == "_animateanymesh_seam.protocol"
+        assert "aam_seam" not in sys.modules  # loaded under its private name only
+        print(seam.protocol.AnimateRequest(id="a", prompt="p", steps=3, solver="x").to_line(), end="")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    from aam_seam import protocol
+    assert protocol.parse_line(done.stdout) == protocol.AnimateRequest(id="a", prompt="p", steps=3,
+                                                                        solver="x")
 
 
 def test_the_client_needs_neither_torch_nor_bpy():
     script = textwrap.dedent(f"""
-        import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("client", {str(CLIENT_FILE)!r})
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["client"] = module
-        spec.loader.exec_module(module)
-        module.load_protocol({str(REPO)!r})
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from animateanymesh_addon import backend_client
         print(sorted(name for name in ("torch", "bpy", "backend") if name in sys.modules))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")

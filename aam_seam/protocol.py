@@ -1,13 +1,13 @@
-"""The seam between Blender and the backend process: typed, versioned messages.
+"""Typed, versioned messages between the add-on (client) and the backend process (server).
 
-Standard library only, so both sides import it: the add-on (no torch) and the backend server
-(no bpy). Transport: one JSON object per line, client -> server on the server's stdin, server ->
-client on the server's stdout, which the server reserves for protocol messages alone (library
-chatter goes to stderr / the log). Arrays never travel as JSON numbers: the client writes the
-mesh to an .npz file and the server writes the trajectories to another, both named in messages.
+Transport: one JSON object per line, client -> server on the server's stdin, server -> client on
+the server's stdout, which the server reserves for these lines alone (library chatter goes to
+stderr, the log). Arrays never travel as JSON numbers: the request's mesh and the result are
+`.npz` files named in the messages (see `arrays`).
 
-Every message carries "type" and "v" (PROTOCOL_VERSION). A peer that sees another major version
-answers with an error of code "protocol_version" and the human fix (update the add-on/backend).
+Every message carries "type" and "v" (PROTOCOL_VERSION). A peer that reads another version
+answers with an error of code `protocol_version` and the fix (the two halves come from different
+releases).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 @dataclass
@@ -39,8 +39,8 @@ class Hello(Message):
 
 @dataclass
 class AnimateRequest(Message):
-    """Animate the mesh in `mesh_path` (.npz: vertices (N,3) float, faces (M,k) int or
-    faces_flat + face_sizes for mixed polygons) and write `out_path` (.npz: frames (T,N,3))."""
+    """Animate the mesh in `mesh_path` and write the result to `out_path` (layouts: `arrays`).
+    None means the model's default; `solver` is one of the names the backend's Ready lists."""
 
     type = "animate"
     id: str = ""
@@ -51,6 +51,7 @@ class AnimateRequest(Message):
     seed: int | None = None
     guidance: float | None = None
     steps: int | None = None
+    solver: str | None = None
     num_traj: int | None = None
     device: str = "auto"
     precision: str = "fp32"
@@ -63,45 +64,37 @@ class Cancel(Message):
 
 
 @dataclass
-class Ping(Message):
-    type = "ping"
-
-
-@dataclass
 class Shutdown(Message):
     type = "shutdown"
-
-
-@dataclass
-class Release(Message):
-    """Drop the warm model (frees its memory) but keep the process; answered by Released."""
-
-    type = "release"
 
 
 # ---------------------------------------------------------------- server -> client
 
 @dataclass
 class Ready(Message):
-    """Answer to Hello: versions and what the machine offers."""
+    """Answer to Hello: versions and what this backend offers. `solvers` lists
+    {"name", "evaluations_per_step", "description"} in the backend's registry order."""
 
     type = "ready"
     backend_version: str = ""
     torch_version: str = ""
     devices: list = field(default_factory=list)
+    solvers: list = field(default_factory=list)
 
 
 @dataclass
 class Progress(Message):
     type = "progress"
     id: str = ""
-    stage: str = ""      # load, prepare, encode, text, sample, decode, write
+    stage: str = ""      # a stages.Stage value
     step: int = 0
     total: int = 0
 
 
 @dataclass
-class Warning(Message):  # noqa: A001 - the protocol's own name
+class Notice(Message):
+    """Something the user should know about a job that still succeeds (a warning)."""
+
     type = "warning"
     id: str = ""
     message: str = ""
@@ -109,7 +102,7 @@ class Warning(Message):  # noqa: A001 - the protocol's own name
 
 @dataclass
 class Error(Message):
-    """A failure told as a sentence with the fix; `code` is stable for programs."""
+    """A failure told as a sentence with the fix; `code` (a codes.ErrorCode value) is for programs."""
 
     type = "error"
     id: str = ""
@@ -140,15 +133,8 @@ class Heartbeat(Message):
     busy: bool = False
 
 
-@dataclass
-class Released(Message):
-    type = "released"
-    freed: bool = False  # False when no model was loaded
-
-
-MESSAGE_TYPES = {cls.type: cls for cls in (Hello, AnimateRequest, Cancel, Ping, Shutdown, Release,
-                                           Ready, Progress, Warning, Error, Result, Cancelled,
-                                           Heartbeat, Released)}
+MESSAGE_TYPES = {cls.type: cls for cls in (Hello, AnimateRequest, Cancel, Shutdown, Ready, Progress,
+                                           Notice, Error, Result, Cancelled, Heartbeat)}
 
 
 class ProtocolError(Exception):

@@ -1,0 +1,152 @@
+"""The two array files of an animate job, written and read on both sides of the seam.
+
+Request mesh (`mesh.npz`, client -> server):
+    vertices     (N, 3) float
+    faces        (M, k) int, 0-based; or, for mixed polygons,
+    faces_flat   (sum of sizes,) int64 corner indices polygon after polygon, with
+    face_sizes   (M,) int64 corners per polygon; or no faces at all (a point cloud)
+Result (`out.npz`, server -> client):
+    frames       (T, N, 3) float32 in the request's vertex order
+    seed         0-d int64, the seed that made them
+
+Files are read with allow_pickle=False (nothing in them can run code) and written whole or not
+at all (a temporary file renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codes import ErrorCode, SeamError
+
+
+@dataclass
+class Polygons:
+    """Mixed polygons without a Python list per face: corner indices and corners per face
+    (what Blender's `polygons.foreach_get("vertices"/"loop_total")` gives directly)."""
+
+    flat: np.ndarray
+    sizes: np.ndarray
+
+
+def save_npz_atomically(path: str | os.PathLike, **arrays) -> Path:
+    """np.savez to `path` through a temporary file in the same folder, so a failed write (full
+    disk, killed process) never leaves a truncated file where a good one was."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".part")
+    try:
+        with open(partial, "wb") as f:  # a file object: np.savez must not append its own suffix
+            np.savez(f, **arrays)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _load(path: Path, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except Exception as exc:  # truncated zip, foreign file, pickled objects
+        raise SeamError(ErrorCode.BAD_MESH if what == "mesh" else ErrorCode.BAD_RESULT,
+                        f"cannot read the {what} file {path.name} ({type(exc).__name__}: {exc}); "
+                        "animate again.") from None
+
+
+# ----------------------------------------------------------------------------- request mesh
+
+def write_mesh_file(path: str | os.PathLike, vertices, faces) -> int:
+    """Write the request's mesh; returns N. faces: (M, k) ints, a list of polygons, Polygons,
+    or None. Values are not judged here: the backend validates them and names any problem."""
+    verts = np.asarray(vertices)
+    if verts.dtype.kind not in "fiu" or verts.ndim != 2 or verts.shape[1] != 3:
+        raise SeamError(ErrorCode.BAD_MESH, f"vertices must be an (N, 3) array of numbers, got "
+                        f"shape {verts.shape} of {verts.dtype}.")
+    if verts.dtype.kind != "f":
+        verts = verts.astype(np.float64)
+    arrays = {"vertices": verts}
+    if isinstance(faces, Polygons):
+        arrays["faces_flat"] = np.asarray(faces.flat, dtype=np.int64).reshape(-1)
+        arrays["face_sizes"] = np.asarray(faces.sizes, dtype=np.int64).reshape(-1)
+    elif isinstance(faces, np.ndarray) and faces.dtype != object:
+        arrays["faces"] = faces
+    elif faces is not None:
+        rows = [np.asarray(face).reshape(-1) for face in faces]
+        sizes = np.array([row.size for row in rows], dtype=np.int64)
+        if rows and np.all(sizes == sizes[0]):
+            arrays["faces"] = np.stack(rows)
+        elif rows:
+            arrays["faces_flat"] = np.concatenate(rows).astype(np.int64)
+            arrays["face_sizes"] = sizes
+    save_npz_atomically(path, **arrays)
+    return int(verts.shape[0])
+
+
+def read_mesh_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """(vertices, faces) of a request mesh; mixed polygons come back as one -1 padded (M, max k)
+    array, which the backend's mesh code reads as polygons."""
+    p = Path(path)
+    if not p.is_file():
+        raise SeamError(ErrorCode.BAD_REQUEST, f"the mesh file {p} of this request does not exist; "
+                        "the add-on's work folder was removed while the job was queued. Animate again.")
+    arrays = _load(p, "mesh")
+    if "vertices" not in arrays:
+        raise SeamError(ErrorCode.BAD_MESH, f"the mesh file {p.name} has no 'vertices' array "
+                        f"(found: {', '.join(sorted(arrays)) or 'nothing'}).")
+    if "faces_flat" in arrays or "face_sizes" in arrays:
+        return arrays["vertices"], padded_polygons(arrays.get("faces_flat"), arrays.get("face_sizes"))
+    return arrays["vertices"], arrays.get("faces")
+
+
+def padded_polygons(flat, sizes) -> np.ndarray:
+    """faces_flat + face_sizes -> (M, max size) int64 with -1 after each polygon's corners."""
+    def bad(message: str) -> SeamError:
+        return SeamError(ErrorCode.BAD_MESH, message)
+
+    if flat is None or sizes is None:
+        raise bad("mixed polygons need both 'faces_flat' and 'face_sizes' in the mesh file.")
+    flat = np.asarray(flat).reshape(-1)
+    sizes = np.asarray(sizes).reshape(-1)
+    if flat.dtype.kind not in "iu" or sizes.dtype.kind not in "iu":
+        raise bad("faces_flat and face_sizes must be integer arrays (0-based vertex indices).")
+    if sizes.size == 0:
+        return np.zeros((0, 3), np.int64)
+    if np.any(sizes < 3):
+        first = int(np.flatnonzero(sizes < 3)[0])
+        raise bad(f"face {first} has only {int(sizes[first])} vertices; every polygon needs at "
+                  "least 3. Fix: delete loose edges/points stored as faces.")
+    if int(sizes.sum()) != flat.size:
+        raise bad(f"face_sizes add up to {int(sizes.sum())} corners but faces_flat holds "
+                  f"{flat.size}; the mesh file is inconsistent.")
+    if np.any(flat < 0):
+        # -1 is padding in the array we build; a negative index here must not hide as padding.
+        raise bad(f"faces_flat holds negative vertex index {int(flat.min())}; indices are 0-based.")
+    width = int(sizes.max())
+    out = np.full((sizes.size, width), -1, dtype=np.int64)
+    out[np.arange(width)[None, :] < sizes[:, None]] = flat  # row-major: each polygon in order
+    return out
+
+
+# ----------------------------------------------------------------------------- result
+
+def write_result_file(path: str | os.PathLike, frames: np.ndarray, seed: int) -> Path:
+    return save_npz_atomically(path, frames=np.ascontiguousarray(frames, dtype=np.float32),
+                               seed=np.int64(seed))
+
+
+def read_result_file(path: str | os.PathLike, num_vertices: int) -> tuple[np.ndarray, int]:
+    """(frames (T, N, 3) float32, seed), checked against the request's vertex count."""
+    arrays = _load(Path(path), "result")
+    if "frames" not in arrays or "seed" not in arrays:
+        raise SeamError(ErrorCode.BAD_RESULT, f"the backend's result file {Path(path).name} lacks "
+                        "'frames' or 'seed'; animate again.")
+    frames = np.asarray(arrays["frames"], dtype=np.float32)
+    if frames.ndim != 3 or frames.shape[1:] != (num_vertices, 3):
+        raise SeamError(ErrorCode.BAD_RESULT, f"the backend returned frames of shape {frames.shape} "
+                        f"for a mesh of {num_vertices} vertices; animate again.")
+    return frames, int(arrays["seed"])

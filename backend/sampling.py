@@ -16,8 +16,7 @@ import torch
 
 from .config import LatentStats
 from .errors import UserError
-
-SOLVERS = ("midpoint", "euler")
+from .solvers import get_solver
 
 # velocity(x (B, K, C), t scalar tensor) -> (B, K, C)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -35,7 +34,7 @@ def time_grid(steps: int) -> torch.Tensor:
 
 
 def evaluations_per_run(steps: int, solver: str) -> int:
-    return (steps - 1) * (2 if solver == "midpoint" else 1)
+    return (steps - 1) * get_solver(solver).evaluations_per_step
 
 
 def guided_velocity(model: Callable, shape_latent: torch.Tensor, cond: torch.Tensor,
@@ -64,31 +63,24 @@ def guided_velocity(model: Callable, shape_latent: torch.Tensor, cond: torch.Ten
 
 def integrate(velocity: VelocityFn, noise: torch.Tensor, grid: torch.Tensor, solver: str = "midpoint",
               on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Integrate dx/dt = velocity from grid[0] to grid[-1] on the fixed grid.
-
-    on_step(done, total) is called after every evaluation; it may raise Cancelled.
-    """
-    if solver not in SOLVERS:
-        raise UserError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVERS)}.")
+    """Integrate dx/dt = velocity from grid[0] to grid[-1] on the fixed grid with a registered
+    solver. on_step(done, total) is called after every evaluation; it may raise Cancelled."""
+    method = get_solver(solver)
     grid = grid.to(noise.device)
-    total = evaluations_per_run(len(grid), solver)
+    total = (len(grid) - 1) * method.evaluations_per_step
     done = 0
+
+    def counted(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        v = velocity(x, t)
+        done += 1
+        if on_step:
+            on_step(done, total)
+        return v
+
     y = noise
     for t0, t1 in zip(grid[:-1], grid[1:]):
-        dt = t1 - t0
-        k1 = velocity(y, t0)
-        done += 1
-        if on_step:
-            on_step(done, total)
-        if solver == "euler":
-            y = y + dt * k1
-            continue
-        half = 0.5 * dt
-        k2 = velocity(y + k1 * half, t0 + half)
-        done += 1
-        if on_step:
-            on_step(done, total)
-        y = y + dt * k2
+        y = method.step(counted, y, t0, t1)
     return y
 
 

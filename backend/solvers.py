@@ -1,0 +1,69 @@
+"""ODE solvers for rectified-flow sampling: one small function each, found by name.
+
+A solver advances the state one step of the time grid, `step(velocity, y, t0, t1) -> y`, and
+declares how many velocity evaluations that costs. The loop around it (the grid, progress,
+cancelling) lives once in `sampling.integrate`. This registry is the only place that knows the
+solvers: the backend's Ready message, both command lines and the add-on's panel list what is
+registered here, so a new solver is one function below plus its test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import UserError
+
+# velocity(y, t) -> dy/dt; y is a tensor, t a 0-d tensor
+StepFn = Callable[[Callable, object, object, object], object]
+
+
+@dataclass(frozen=True)
+class Solver:
+    name: str
+    evaluations_per_step: int
+    description: str
+    step: StepFn
+
+    def as_dict(self) -> dict:
+        """What the protocol's Ready message carries about it."""
+        return {"name": self.name, "evaluations_per_step": self.evaluations_per_step,
+                "description": self.description}
+
+
+SOLVERS: dict[str, Solver] = {}
+
+
+def register(name: str, evaluations_per_step: int, description: str):
+    def add(step: StepFn) -> StepFn:
+        if name in SOLVERS:
+            raise ValueError(f"solver {name!r} is registered twice")
+        SOLVERS[name] = Solver(name, evaluations_per_step, description, step)
+        return step
+    return add
+
+
+def get_solver(name: str) -> Solver:
+    solver = SOLVERS.get(name)
+    if solver is None:
+        raise UserError(f"unknown solver {name!r}; this backend has: {', '.join(SOLVERS)}.")
+    return solver
+
+
+def solver_names() -> list[str]:
+    return list(SOLVERS)
+
+
+# ----------------------------------------------------------------------------- the solvers
+
+@register("midpoint", 2, "Second order: one extra evaluation at the half step (the official "
+          "solver)")
+def midpoint(velocity, y, t0, t1):
+    half = 0.5 * (t1 - t0)
+    k1 = velocity(y, t0)
+    return y + (t1 - t0) * velocity(y + k1 * half, t0 + half)
+
+
+@register("euler", 1, "First order: one evaluation a step (fastest per step, needs more steps)")
+def euler(velocity, y, t0, t1):
+    return y + (t1 - t0) * velocity(y, t0)

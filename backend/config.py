@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic_files import write_text_atomically
 from .errors import CheckpointError
 
 CONFIG_NAME = "config.json"
@@ -124,9 +125,7 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     def save(self, directory: Path) -> Path:
-        path = Path(directory) / CONFIG_NAME
-        path.write_text(self.to_json() + "\n")
-        return path
+        return write_text_atomically(Path(directory) / CONFIG_NAME, self.to_json() + "\n")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .atomic_files import write_text_atomically
 from .errors import CheckpointError
 
 FILE_NAME = "vocabulary.json"
@@ -113,9 +114,7 @@ class Vocabulary:
         return cls(frozenset(known), tuple(motions))
 
     def save(self, model_dir: Path) -> Path:
-        path = Path(model_dir) / FILE_NAME
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return write_text_atomically(Path(model_dir) / FILE_NAME, json.dumps(self.to_json(), indent=1) + "\n")
 
 
 def load_vocabulary(model_dir: Path) -> Vocabulary | None:

@@ -210,7 +210,7 @@ def cmd_animate(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .checkpoints import import_official
+    from .official_import import import_official
     from .model_manager import cache_dir
 
     out = args.out or cache_dir(args.cache) / "models" / "official"

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import mesh as meshprep
-from .checkpoints import load_model
+from .model_folder import load_model
 from .errors import UserError
 from .pipeline import animate, default_num_tokens
 

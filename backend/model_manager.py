@@ -82,7 +82,7 @@ def download_official(cache: str | Path | None = None, *, revision: str | None =
 
     Only runs when the user asks for it; everything else in the tool stays offline.
     """
-    from .checkpoints import import_official
+    from .official_import import import_official
 
     try:
         from huggingface_hub import hf_hub_download

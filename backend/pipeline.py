@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from . import mesh as meshprep
-from .checkpoints import LoadedModel, load_model
 from .errors import UserError
+from .model_folder import LoadedModel, load_model
 from .models.fps import sample_token_indices
 from .models.text import check_prompt
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent

@@ -4,15 +4,15 @@
 
 A decoder stage (`freeze_encoder` in its config) leaves every clip's latents as they were, so
 the flow trained on them and the latent statistics in config.json stay valid and only
-vae.safetensors changes. This copies MODEL to NEW_MODEL and writes RUN's VAE there with its
-parameters in float16, as `train flow` exports them. It refuses when an encoder weight differs
-from MODEL's: then the stage was not decoder-only, and the flow must be trained again instead.
+vae.safetensors changes. This writes NEW_MODEL with MODEL's config, flow, vocabulary and model
+card and RUN's VAE, its parameters in the precision MODEL stores (float16, as `train flow` exports
+them). It refuses when an encoder weight differs from MODEL's: then the stage was not
+decoder-only, and the flow must be trained again instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,16 +20,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.checkpoints import read_safetensors  # noqa: E402
+from backend.model_folder import read_model_folder, write_model_folder  # noqa: E402
 from backend.train.flow import shipped_state  # noqa: E402
 from backend.train.vae import ENCODER_MODULES, load_trained_vae  # noqa: E402
 
 
 def ship_vae(vae_run: Path, model: Path, out: Path) -> list[str]:
     """Returns the names of the tensors that changed (decoder weights only)."""
-    from safetensors.torch import save_file
-
-    old = read_safetensors(model / "vae.safetensors")
+    folder = read_model_folder(model)
+    old = folder.weights["vae"]
     dtype = next((v.dtype for v in old.values() if v.is_floating_point() and v.dtype != torch.float32), torch.float32)
     new = shipped_state(load_trained_vae(vae_run), dtype)
     if set(new) != set(old):
@@ -41,8 +40,8 @@ def ship_vae(vae_run: Path, model: Path, out: Path) -> list[str]:
                          "the flow no longer fits them; train the flow again rather than swapping the VAE.")
     if out.exists():
         raise SystemExit(f"error: {out} exists; choose a new folder.")
-    shutil.copytree(model, out)
-    save_file(new, str(out / "vae.safetensors"))
+    folder.weights["vae"] = new
+    write_model_folder(out, folder)
     return changed
 
 

@@ -52,7 +52,7 @@ def load_script():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, fixtures_dir):
     """The fixture's official-layout checkpoint imported as a real (tiny, random-weight) model."""
-    from backend.checkpoints import import_official
+    from backend.official_import import import_official
 
     out = tmp_path_factory.mktemp("tiny") / "official_tiny"
     import_official(fixtures_dir / "official_layout", out,

@@ -28,7 +28,9 @@ import torch
 
 from ..config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, SamplerDefaults,
                       TextEncoderConfig)
+from ..model_folder import ModelFolder, write_model_folder
 from ..models.flow import DyMeshMMDiT
+from ..vocabulary import Vocabulary, load_vocabulary
 from .batching import batched_token_indices, collate
 from .data import load_prepared
 from .loop import OptimConfig, Trainer, config_from_dict, is_number, seed_everything
@@ -238,21 +240,19 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     trainer.run(step, generator)
     flow.cpu()
     model_dir = Path(out_dir) / "model"
-    export_model(model_dir, vae, flow, stats, cfg, text_encoder.width)
-    write_vocabulary(model_dir, encoded, init_from)
+    export_model(model_dir, vae, flow, stats, cfg, text_encoder.width,
+                 vocabulary=training_vocabulary(encoded, init_from))
     print(f"wrote model directory {model_dir}", file=sys.stderr)
     return model_dir
 
 
-def write_vocabulary(model_dir: Path, encoded: EncodedSet, init_from: Path | None) -> None:
+def training_vocabulary(encoded: EncodedSet, init_from: Path | None) -> Vocabulary:
     """The words of the captions this flow learned from, plus those its starting weights knew."""
-    from ..vocabulary import Vocabulary, load_vocabulary
-
     vocab = Vocabulary.from_captions([c for cs in encoded.captions for c in cs], encoded.families)
     if init_from is not None:  # a model directory, or an earlier run whose model/ holds the file
         for folder in (Path(init_from), Path(init_from) / "model"):
             vocab = vocab.merged(load_vocabulary(folder))
-    vocab.save(model_dir)
+    return vocab
 
 
 def shipped_state(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -263,18 +263,14 @@ def shipped_state(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torc
 
 
 def export_model(model_dir: Path, vae, flow, stats: LatentStats, cfg: FlowTrainConfig, text_width: int,
-                 name: str = "animateanymesh-default", provenance: str = "trained with python -m backend train"):
-    from safetensors.torch import save_file
-
+                 name: str = "animateanymesh-default", provenance: str = "trained with python -m backend train",
+                 vocabulary: Vocabulary | None = None):
     dtype = getattr(torch, cfg.save_dtype)
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for module, fname in ((vae, "vae.safetensors"), (flow, "flow.safetensors")):
-        save_file(shipped_state(module, dtype), str(model_dir / fname))
     config = ModelConfig(name=name, vae=vae.config, flow=cfg.flow,
                          text=TextEncoderConfig(kind="minilm", width=text_width, layers=0, heads=0,
                                                 vocab_size=0, context_length=MINILM_TOKENS),
                          stats=stats, sampler=cfg.sampler,
                          compat=CompatConfig(pad_to=0, replace_index_zero=False), provenance=provenance)
-    config.save(model_dir)
+    weights = {"vae": shipped_state(vae, dtype), "flow": shipped_state(flow, dtype)}
+    write_model_folder(model_dir, ModelFolder(config, weights, vocabulary=vocabulary))
     return config

@@ -143,7 +143,7 @@ class Trainer:
             state = torch.load(source / "state.pt", map_location="cpu", weights_only=True)
             weights, origin = state["model"], f"{source / 'state.pt'} (step {int(state['step'])} there)"
         elif model_file is not None and (source / "config.json").is_file() and (source / model_file).is_file():
-            from ..checkpoints import read_safetensors
+            from ..model_folder import read_safetensors
 
             # half-precision shipped weights load into float32 parameters
             weights, origin = read_safetensors(source / model_file), f"{source / model_file}"

@@ -166,7 +166,7 @@ def save_vae(out_dir: Path, vae: DyMeshVAE):
 def load_trained_vae(run_dir: Path) -> DyMeshVAE:
     """A finished VAE run's VAE, or a model directory's (config.json + vae.safetensors), so a
     flow can be trained on a shipped model's latents with its VAE held fixed."""
-    from ..checkpoints import check_state_dict, read_safetensors
+    from ..model_folder import check_state_dict, read_safetensors
     from ..config import ModelConfig
 
     run_dir = Path(run_dir)

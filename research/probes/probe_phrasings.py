@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for backend
 
 from backend import evaluate as ev, mesh as meshprep  # noqa: E402
-from backend.checkpoints import load_model  # noqa: E402
+from backend.model_folder import load_model  # noqa: E402
 from backend.data.shards import iter_dataset  # noqa: E402
 from backend.pipeline import animate  # noqa: E402
 

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from backend.checkpoints import load_model
 from backend.errors import CheckpointError, MeshError, ModelNotFoundError, PromptError
 from backend.mesh_io import save_obj
+from backend.model_folder import load_model
 from backend.pipeline import animate
 
 FAST = dict(steps=3, num_traj=32)
@@ -181,7 +181,7 @@ def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch):
 
 
 def test_import_official_names_missing_files(tmp_path, fixtures_dir):
-    from backend.checkpoints import import_official
+    from backend.official_import import import_official
 
     src = tmp_path / "release"
     shutil.copytree(fixtures_dir / "official_layout" / "checkpoints", src / "checkpoints")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.checkpoints import load_model
 from backend.mesh_io import load_mesh
+from backend.model_folder import load_model
 from backend.model_manager import EMBEDDED_DIR, resolve_model
 from backend.pipeline import animate
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.checkpoints import load_model
 from backend.mesh import prepare_mesh
 from backend.mesh_io import load_mesh
+from backend.model_folder import load_model
 from backend.pipeline import animate
 
 TOL = dict(atol=1e-5, rtol=1e-5)

@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 
-from backend.checkpoints import check_state_dict, read_official_state_dict
 from backend.config import FlowConfig, LatentStats, VAEConfig
 from backend.errors import CheckpointError
+from backend.model_folder import check_state_dict
 from backend.models.flow import DyMeshMMDiT
 from backend.models.fps import farthest_point_sampling, fill_token_indices
 from backend.models.vae import DyMeshVAE
+from backend.official_import import read_official_state_dict
 from backend.pipeline import weighted_padding
 from backend.sampling import rescale, sample_trajectory_latent, time_grid, unscale
 from dense_reference import dense_reference

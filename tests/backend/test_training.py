@@ -64,8 +64,8 @@ def test_vae_training_resumes_where_it_stopped(tmp_path, dataset):
 
 
 def test_flow_training_exports_a_model_the_pipeline_runs(tmp_path, dataset, vae_run):
-    from backend.checkpoints import load_model
     from backend.data.shards import iter_dataset
+    from backend.model_folder import load_model
     from backend.pipeline import animate
 
     cfg = FlowTrainConfig(flow=FlowConfig(width=32, layers=1, heads=2),
@@ -396,7 +396,7 @@ def test_ship_vae_swaps_in_a_decoder_stage_and_refuses_a_moved_encoder(tmp_path,
     """scripts/ship_vae.py: how a decoder fine-tune reaches the shipped model folder."""
     from safetensors.torch import load_file
 
-    from backend.checkpoints import load_model
+    from backend.model_folder import load_model
     from backend.train.vae import ENCODER_MODULES
 
     ship = load_script("ship_vae")
@@ -494,9 +494,9 @@ def test_a_flow_gains_the_sentence_path_on_a_model_folders_own_vae(tmp_path, dat
     """How the shipped flow continues on a lent GPU with VAE_MINUTES=0: --vae is the model folder
     (its VAE and its latent stats, not the clips' own), --init its flow, which lacks the new path."""
     import backend.train.flow as flow_training
-    from backend.checkpoints import load_model
     from backend.config import ModelConfig
     from backend.data.shards import iter_dataset
+    from backend.model_folder import load_model
     from backend.pipeline import animate
     from backend.train.loop import Trainer
 

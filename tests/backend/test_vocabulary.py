@@ -72,8 +72,8 @@ def test_shipped_model_knows_its_training_wording_and_flags_held_out_verbs():
 
     import numpy as np
 
-    from backend.checkpoints import load_model
     from backend.data.captions import CAPTIONS, templates_of, train_templates
+    from backend.model_folder import load_model
     from backend.model_manager import EMBEDDED_DIR
     from backend.pipeline import animate
 

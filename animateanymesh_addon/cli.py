@@ -2,8 +2,8 @@
 
     python -m animateanymesh_addon.cli animate INPUT --prompt TEXT --out OUTPUT
         [--objects A B ... | --collection NAME] [--model default|official|DIR] [--seed S]
-        [--steps K] [--guidance G] [--num-traj N] [--device auto|cpu|cuda]
-        [--mode shapekeys|pointcache] [--frame-start F] [--frame-step S] [--no-keep-rest]
+        [--steps K] [--solver NAME] [--guidance G] [--num-traj N] [--device auto|cpu|cuda]
+        [--mode TARGET] [--frame-start F] [--frame-step S] [--no-keep-rest]
         [--separately] [--preview PNG [--preview-size PX] [--preview-columns C]
         [--preview-frames N]] [--python BACKEND_PYTHON]
 
@@ -26,13 +26,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from .seam import ErrorCode, codes
+
 INPUTS = {".blend", ".glb", ".gltf", ".fbx", ".obj"}
 OUTPUTS = {".blend", ".fbx", ".abc", ".glb", ".gltf"}
-MODES = {"shapekeys": "SHAPE_KEYS", "pointcache": "POINT_CACHE"}
-# Outcome codes that mean "fix the input" (exit 2) rather than "the backend failed" (exit 1).
-USER_CODES = {"bad_input", "bad_mesh", "bad_prompt", "no_prompt", "model_not_found", "empty_mesh",
-              "no_objects", "bad_checkpoint", "no_gpu", "out_of_memory", "backend_not_set_up",
-              "writeback", "busy", "object_gone", "nothing_queued"}
+
+
+def write_targets() -> dict:
+    """--mode value -> write-back target (the registry needs bpy, so it is read when asked)."""
+    from . import targets
+
+    return {t.cli_name: t for t in targets.all_targets()}
 
 
 class UsageError(Exception):
@@ -56,10 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", default="default", help="default, official, or a model folder")
     a.add_argument("--seed", type=int, default=1)
     a.add_argument("--steps", type=int, default=0, help="solver steps (0: the model's default)")
+    a.add_argument("--solver", default="", help="ODE solver, one the backend offers (an unknown "
+                   "name is refused with the list; default: the model's)")
     a.add_argument("--guidance", type=float, default=0.0, help="guidance (0: the model's default)")
     a.add_argument("--num-traj", type=int, default=0, help="tokens (0: from the vertex count)")
     a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    a.add_argument("--mode", choices=sorted(MODES), default="shapekeys")
+    modes = write_targets()
+    a.add_argument("--mode", choices=list(modes), default=next(iter(modes)),
+                   help="how the animation is written: " + "; ".join(
+                       f"{name}: {t.label}" for name, t in modes.items()))
     a.add_argument("--frame-start", type=float, default=1.0)
     a.add_argument("--frame-step", type=float, default=1.0, help="scene frames per model frame")
     a.add_argument("--no-keep-rest", dest="keep_rest", action="store_false",
@@ -187,9 +196,10 @@ def animate(args) -> int:
     objects = pick_objects(args)
     out = args.out.resolve()
     cache_dir = ""
-    if MODES[args.mode] == "POINT_CACHE":
-        # next to the output, so the .blend and its caches move together
-        cache = out.parent / f"{out.stem}_pointcache"
+    target = write_targets()[args.mode]
+    if target.keeps_files:
+        # next to the output, so the .blend and its files move together
+        cache = out.parent / f"{out.stem}_{args.mode}"
         cache.mkdir(exist_ok=True)
         cache_dir = str(cache)
 
@@ -197,8 +207,9 @@ def animate(args) -> int:
     s.model, s.model_dir = ("DIRECTORY", str(Path(args.model).resolve())) if args.model not in (
         "default", "official") else (args.model.upper(), "")
     s.seed, s.steps, s.guidance, s.num_traj = args.seed, args.steps, args.guidance, args.num_traj
+    s.solver = args.solver
     s.device = args.device.upper()
-    s.mode = MODES[args.mode]
+    s.mode = target.name
     s.frame_start, s.timing, s.frame_step = int(args.frame_start), "STEP", args.frame_step
     s.keep_rest, s.together, s.prompt = args.keep_rest, not args.separately, args.prompt
     session.set_outcome("", "")
@@ -210,10 +221,10 @@ def animate(args) -> int:
             objects="\n".join(o.name for o in objects), frame_start=args.frame_start,
             cache_dir=cache_dir))
     done = [o for o in objects if o.get("animateanymesh") is not None]
-    if code and code != "items_failed":
+    if code and code != ErrorCode.ITEMS_FAILED:
         print(f"error: {message}", file=sys.stderr)
         session.forget_client()
-        return 130 if code == "cancelled" else (2 if code in USER_CODES else 1)
+        return 130 if code == ErrorCode.CANCELLED else (2 if code in codes.USER_FIXABLE else 1)
     print(message)
     if args.collection:
         for item in session.load_queue().items:
@@ -224,12 +235,12 @@ def animate(args) -> int:
     write_output(out, done or objects, cache_dir)
     print(f"wrote {out}")
     if args.preview is not None and done:
-        from .preview import contact_sheet
+        from .workbench_sheet import contact_sheet
 
         png = contact_sheet(done, args.preview.resolve(), size=args.preview_size,
                             columns=args.preview_columns, max_tiles=args.preview_frames or None)
         print(f"wrote {png}")
-    return 1 if code == "items_failed" else 0
+    return 1 if code == ErrorCode.ITEMS_FAILED else 0
 
 
 def write_output(out: Path, objects, cache_dir: str) -> None:
@@ -237,11 +248,12 @@ def write_output(out: Path, objects, cache_dir: str) -> None:
 
     if out.suffix.lower() == ".blend":
         if cache_dir:
-            for obj in objects:  # relative paths: the .blend and its caches move together
-                for mod in obj.modifiers:
-                    if mod.type == "MESH_CACHE" and mod.filepath:
-                        rel = Path(mod.filepath).resolve().relative_to(out.parent)
-                        mod.filepath = "//" + rel.as_posix()
+            from . import targets
+
+            for obj in objects:  # relative paths: the .blend and its files move together
+                target, record = targets.target_of(obj)
+                if target is not None:
+                    target.make_paths_relative(obj, record, out.parent)
         bpy.ops.wm.save_as_mainfile(filepath=str(out), copy=True, check_existing=False)
         return
     from .export import export_animation
@@ -267,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # an exporter's or the preview's error: one line, not a traceback
         from .export import ExportError
-        from .preview import PreviewError
+        from .workbench_sheet import PreviewError
 
         if isinstance(exc, (ExportError, PreviewError)):
             print(f"error: {exc}", file=sys.stderr)

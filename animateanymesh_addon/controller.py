@@ -32,12 +32,10 @@ import bpy
 import numpy as np
 
 from . import blender_writeback as bw
-from . import session
+from . import session, targets
 from . import writeback as wb
-from .backend_client import BackendError, Polygons
-from .batch import FATAL_CODES
-
-MODES = ("SHAPE_KEYS", "POINT_CACHE")
+from .backend_client import BackendError
+from .seam import ErrorCode, Polygons, codes, stages
 
 
 class AnimateError(Exception):
@@ -56,32 +54,33 @@ class AnimateOptions:
     seed: int = 0
     guidance: float | None = None   # None: the model's default
     steps: int | None = None
+    solver: str | None = None       # a name from the backend's Ready; None: the model's default
     num_traj: int | None = None     # None: picked from the vertex count
     device: str = "auto"
     frame_start: float = 1.0
     frame_step: float = 1.0
-    mode: str = "SHAPE_KEYS"
+    mode: str = "SHAPE_KEYS"        # a write-back target's name (targets/)
     keep_rest: bool = True
     together: bool = True
     cache_dir: str = ""             # point caches; "" = the add-on's user folder
 
     def job_options(self) -> dict:
         return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
-                "steps": self.steps, "num_traj": self.num_traj, "device": self.device}
+                "steps": self.steps, "solver": self.solver or None, "num_traj": self.num_traj,
+                "device": self.device}
+
+    def write_settings(self) -> targets.WriteSettings:
+        return targets.WriteSettings(float(self.frame_start), float(self.frame_step),
+                                     anchor_rest=self.keep_rest, cache_dir=self.cache_dir)
 
     def check(self) -> None:
         if not self.prompt.strip():
-            raise AnimateError("no_prompt", "the prompt is empty: type what the mesh should do, "
-                               "e.g. \"a bird flaps its wings\".")
-        if self.mode not in MODES:
-            raise AnimateError("bad_input", f"unknown write mode {self.mode!r}; use one of {MODES}.")
+            raise AnimateError(ErrorCode.NO_PROMPT, "the prompt is empty: type what the mesh should "
+                               "do, e.g. \"a bird flaps its wings\".")
         try:
-            wb.Timeline(float(self.frame_start), float(self.frame_step))
+            targets.get_target(self.mode).check_settings(self.write_settings())
         except wb.WritebackError as exc:
-            raise AnimateError("bad_input", str(exc)) from None
-        if self.mode == "POINT_CACHE" and self.frame_step < 0.01:
-            raise AnimateError("bad_input", "the point cache plays at most 100 model frames per "
-                               "scene frame: use a frame step of at least 0.01.")
+            raise AnimateError(ErrorCode.BAD_INPUT, str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- mesh data
@@ -116,18 +115,18 @@ def object_mesh(obj) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def check_animatable(obj) -> None:
     """Refuse, before any job runs, what could not be written back afterwards."""
     if obj is None or obj.type != "MESH":
-        raise AnimateError("bad_input", f"'{getattr(obj, 'name', obj)}' is not a mesh object: only "
+        raise AnimateError(ErrorCode.BAD_INPUT, f"'{getattr(obj, 'name', obj)}' is not a mesh object: only "
                            "meshes can be animated. Fix: select mesh objects.")
     try:
         bw.check_object(obj)  # linked data, edit mode
     except wb.WritebackError as exc:
-        raise AnimateError("bad_input", str(exc)) from None
+        raise AnimateError(ErrorCode.BAD_INPUT, str(exc)) from None
     if len(obj.data.vertices) == 0:
-        raise AnimateError("empty_mesh", f"mesh '{obj.name}' has 0 vertices: add geometry to it, or "
+        raise AnimateError(ErrorCode.EMPTY_MESH, f"mesh '{obj.name}' has 0 vertices: add geometry to it, or "
                            "leave it out of the selection.")
     m = np.array(obj.matrix_world, dtype=np.float64)
     if abs(np.linalg.det(m[:3, :3])) < 1e-12:
-        raise AnimateError("bad_input", f"'{obj.name}' has a zero scale, so its animation could "
+        raise AnimateError(ErrorCode.BAD_INPUT, f"'{obj.name}' has a zero scale, so its animation could "
                            "not be mapped back onto it. Fix: give it a non-zero scale.")
 
 
@@ -140,7 +139,7 @@ def build_requests(objects, together: bool) -> list[MeshRequest]:
         seen.add(obj.name)
         objs.append(obj)
     if not objs:
-        raise AnimateError("no_objects", "nothing to animate: select one or more mesh objects.")
+        raise AnimateError(ErrorCode.NO_OBJECTS, "nothing to animate: select one or more mesh objects.")
     groups = [objs] if together else [[o] for o in objs]
     requests = []
     for group in groups:
@@ -163,8 +162,8 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
     re-write a result on redo without asking the backend again)."""
     h = hashlib.sha1()
     inference = {k: v for k, v in asdict(options).items()
-                 if k in ("prompt", "model", "seed", "guidance", "steps", "num_traj", "device",
-                          "together")}
+                 if k in ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
+                          "device", "together")}
     h.update(json.dumps(inference, sort_keys=True).encode())
     for request in requests:
         for part in request.parts:
@@ -186,32 +185,26 @@ def split_result(request: MeshRequest, frames: np.ndarray) -> dict[str, np.ndarr
 
 def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
     """Write every object's frames, or nothing: all checks run before the first write."""
-    targets = []
+    target = targets.get_target(options.mode)
+    settings = options.write_settings()
+    checked = []
     for name, frames in frames_by_name.items():
         obj = bpy.data.objects.get(name)
         if obj is None:
-            raise AnimateError("object_gone", f"'{name}' was deleted or renamed while it was being "
-                               "animated: animate it again.")
+            raise AnimateError(ErrorCode.OBJECT_GONE, f"'{name}' was deleted or renamed while it "
+                               "was being animated: animate it again.")
         try:
-            bw.check_object(obj)
-            f = wb.as_frames(frames, len(obj.data.vertices))
-            if options.mode == "SHAPE_KEYS":
-                bw.check_shape_keys_writable(obj)
+            target.check_settings(settings)
+            target.check(obj, settings)
+            checked.append((obj, wb.as_frames(frames, len(obj.data.vertices))))
         except wb.WritebackError as exc:
-            raise AnimateError("writeback", str(exc)) from None
-        targets.append((obj, f))
-    folder = options.cache_dir or str(session.user_dir("point_caches"))
+            raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
     infos = []
-    for obj, f in targets:
+    for obj, f in checked:
         try:
-            if options.mode == "POINT_CACHE":
-                infos.append(bw.write_point_cache(obj, f, folder, options.frame_start,
-                                                  options.frame_step, anchor_rest=options.keep_rest))
-            else:
-                infos.append(bw.write_shape_keys(obj, f, options.frame_start, options.frame_step,
-                                                 anchor_rest=options.keep_rest))
-        except wb.WritebackError as exc:  # checked above; a disk error for the cache remains
-            raise AnimateError("writeback", str(exc)) from None
+            infos.append(target.write(obj, f, settings))
+        except wb.WritebackError as exc:  # checked above; a disk error for a file remains
+            raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
     return infos
 
 
@@ -247,14 +240,14 @@ class AnimateRun:
     def fraction(self) -> float:
         if self.state == "done":
             return 1.0
-        current = session.progress_fraction(*self.job.progress) if self.job is not None else 0.0
+        current = stages.progress_fraction(*self.job.progress) if self.job is not None else 0.0
         return (self.index + current) / len(self.requests)
 
     @property
     def text(self) -> str:
         if self.state == "running" and self.job is not None:
             where = f" ({self.index + 1}/{len(self.requests)})" if len(self.requests) > 1 else ""
-            return f"Animating{where}: {session.progress_text(*self.job.progress)}"
+            return f"Animating{where}: {stages.progress_text(*self.job.progress)}"
         if self.state == "error":
             return f"Failed: {self.error[1]}"
         return self.state.capitalize()
@@ -326,7 +319,7 @@ class AnimateRun:
     def apply(self) -> list:
         """Write the result (the operator's final step). Raises AnimateError."""
         if self.state != "done":
-            raise AnimateError("no_result", f"nothing to write: the run is {self.state}.")
+            raise AnimateError(ErrorCode.NO_RESULT, f"nothing to write: the run is {self.state}.")
         return write_results(self.frames, self.options)
 
     def _submit(self) -> None:
@@ -375,7 +368,7 @@ class BatchRun:
         total = len(self.queue.items) or 1
         counts = self.queue.counts()
         settled = counts["done"] + counts["failed"] + counts["cancelled"]
-        current = session.progress_fraction(*self.job.progress) if self.job is not None else 0.0
+        current = stages.progress_fraction(*self.job.progress) if self.job is not None else 0.0
         return min((settled + current) / total, 1.0)
 
     @property
@@ -384,7 +377,7 @@ class BatchRun:
             counts = self.queue.counts()
             position = counts["done"] + counts["failed"] + counts["cancelled"] + 1
             return (f"Batch {position}/{len(self.queue.items)} '{self.item.object_name}': "
-                    f"{session.progress_text(*self.job.progress)}")
+                    f"{stages.progress_text(*self.job.progress)}")
         if self.state == "error":
             return f"Batch stopped: {self.error[1]}"
         return f"Batch {self.state}"
@@ -448,7 +441,7 @@ class BatchRun:
         obj = bpy.data.objects.get(item.object_name)
         try:
             if obj is None:
-                raise AnimateError("object_gone", f"object '{item.object_name}' no longer exists.")
+                raise AnimateError(ErrorCode.OBJECT_GONE, f"object '{item.object_name}' no longer exists.")
             (self._request,) = build_requests([obj], together=True)
             client = self._client_factory()
             self.job = client.submit(self._request.vertices, self._request.polygons, item.prompt,
@@ -484,7 +477,7 @@ class BatchRun:
     def _item_failed(self, code: str, message: str) -> None:
         item = self.item
         self.job = None
-        if code in FATAL_CODES:
+        if code in codes.FATAL:
             # The same failure would hit every item: keep them all queued for Resume and stop.
             self.queue.requeue(item, code, message)
             self.item = None

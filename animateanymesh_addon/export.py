@@ -8,8 +8,9 @@ Two facts of those exporters shape it:
   the mesh and drops every shape key. So by default modifiers are not applied and a warning
   names the ones left out; with apply_modifiers=True the objects that lose their animation are
   named instead. Alembic always writes the evaluated mesh, modifiers included.
-* FBX and glTF cannot carry a point cache. An object animated in point-cache mode gets its PC2
-  frames as temporary shape keys (its Mesh Cache modifier muted) for the time of the export.
+* FBX and glTF carry shape keys and nothing else of ours: a write-back target they cannot carry
+  (a point cache) offers an `export_fallback` that shows them its frames as temporary shape keys
+  for the time of the export.
 """
 
 import contextlib
@@ -18,18 +19,19 @@ from pathlib import Path
 import bpy
 
 from . import blender_writeback as bw
+from . import targets
 from . import writeback as wb
+from .seam import ErrorCode
 
 FORMATS = {".fbx": "FBX", ".abc": "ALEMBIC", ".glb": "GLB", ".gltf": "GLTF"}
 FORMAT_EXTENSIONS = {fmt: ext for ext, fmt in FORMATS.items()}
 # Modifiers the FBX / glTF exporters do not count as "applied" (they keep shape keys with them).
 _HARMLESS_MODIFIERS = {"ARMATURE"}
-_TEMP_PREFIX = "AAM"
 GLTF_ANIMATION_NAME = "AnimateAnyMesh"
 
 
 class ExportError(wb.WritebackError):
-    code = "export"
+    code = ErrorCode.EXPORT
 
 
 def format_for_path(path, file_format: str | None = None) -> str:
@@ -83,11 +85,13 @@ def animation_frame_range(objects) -> tuple[int, int] | None:
 
 
 def _active_modifiers(obj) -> list:
-    """Modifiers that make an exporter evaluate the mesh (and so drop its shape keys)."""
-    ours = bw.cache_modifier(obj)
+    """Modifiers that make an exporter evaluate the mesh (and so drop its shape keys); those a
+    write-back target added are its own business (see its export_fallback)."""
+    target, record = targets.target_of(obj)
+    ours = set(target.owned_modifiers(obj, record)) if target is not None else set()
     return [m for m in obj.modifiers
             if (m.show_viewport or m.show_render) and m.type not in _HARMLESS_MODIFIERS
-            and (ours is None or m.name != ours.name)]
+            and m.name not in ours]
 
 
 def modifier_warnings(objects, file_format: str, apply_modifiers: bool) -> list[str]:
@@ -153,37 +157,14 @@ def _scene_frames(scene, start: int, end: int):
 
 
 @contextlib.contextmanager
-def _point_caches_as_shape_keys(objects, label: str, warnings: list):
-    """FBX / glTF only know shape keys: give point-cache objects temporary ones."""
-    added = []
-    try:
+def _export_fallbacks(objects, label: str, warnings: list):
+    """Each animated object as FBX / glTF can carry it, for the time of the export."""
+    with contextlib.ExitStack() as stack:
         for obj in objects:
-            info = bw.animation_info(obj)
-            if info is None or info.get("mode") != bw.MODE_POINT_CACHE:
-                continue
-            key = obj.data.shape_keys
-            own = [kb.name for kb in key.key_blocks[1:]] if key is not None else []
-            if own:
-                warnings.append(
-                    f"{label}: '{obj.name}' plays a point cache, which in Blender overrides its "
-                    f"shape keys ({', '.join(own)}); in the file the animation becomes blend "
-                    "shapes and those keys add to it. Fix: mute or remove them if unwanted, or "
-                    "export Alembic.")
-            frames = bw.animation_frames(obj)
-            mod = bw.cache_modifier(obj, info)
-            flags = (mod.show_viewport, mod.show_render) if mod is not None else None
-            if mod is not None:
-                mod.show_viewport = mod.show_render = False
-            created = bw.add_shape_key_animation(obj, frames, bw.animation_timeline(obj),
-                                                 _TEMP_PREFIX, info.get("interpolation", "LINEAR"))
-            added.append((obj, mod, flags, created))
+            target, record = targets.target_of(obj)
+            if target is not None:
+                stack.enter_context(target.export_fallback(obj, record, label, warnings))
         yield
-    finally:
-        for obj, mod, flags, created in reversed(added):
-            bw.remove_shape_key_animation(obj, {**created, "prefix": _TEMP_PREFIX},
-                                          match_prefix=False)
-            if mod is not None:
-                mod.show_viewport, mod.show_render = flags
 
 
 # ------------------------------------------------------------------------------ exporters
@@ -256,7 +237,7 @@ def export_animation(objects, path, file_format: str | None = None, *,
                 result = _export_alembic(path, start, end)
             else:
                 warnings += modifier_warnings(objs, fmt, apply_modifiers)
-                with _point_caches_as_shape_keys(objs, "FBX" if fmt == "FBX" else "glTF", warnings):
+                with _export_fallbacks(objs, "FBX" if fmt == "FBX" else "glTF", warnings):
                     if fmt == "FBX":
                         result = _export_fbx(path, apply_modifiers)
                     else:

@@ -18,10 +18,11 @@ import bpy
 
 from . import batch as batchq
 from . import blender_writeback as bw
-from . import session
+from . import session, targets
 from .backend_setup import SetupError
 from .controller import AnimateError, AnimateOptions, AnimateRun, BatchRun
-from .props import MAX_SEED, MODE_ITEMS
+from .props import MAX_SEED, SOLVER_DESCRIPTION, solver_search
+from .seam import ErrorCode
 from .writeback import WritebackError, frame_step_for_fps
 
 DEVICE_VALUES = {"AUTO": "auto", "CPU": "cpu", "CUDA": "cuda"}
@@ -53,7 +54,7 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         step = s.frame_step
     options = AnimateOptions(
         prompt=s.prompt, model=model, seed=s.seed, guidance=s.guidance or None,
-        steps=s.steps or None, num_traj=s.num_traj or None, device=DEVICE_VALUES.get(device, "auto"),
+        steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None, device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together)
     return options, device
@@ -132,13 +133,13 @@ class _RunOperator:
     def _prepare(self, context):
         busy = session.busy_message()
         if busy:
-            return None, self.refuse("busy", busy)
+            return None, self.refuse(ErrorCode.BUSY, busy)
         try:
             return self.make_run(context), None
         except AnimateError as exc:
             return None, self.refuse(exc.code, exc.message)
         except (SetupError, WritebackError) as exc:
-            return None, self.refuse("bad_input", str(exc))
+            return None, self.refuse(ErrorCode.BAD_INPUT, str(exc))
 
     def execute(self, context):
         run, refused = self._prepare(context)
@@ -233,6 +234,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
     guidance: bpy.props.FloatProperty(name="Guidance", min=0.0, description="0: the model's default",
                                       **_skip())
     steps: bpy.props.IntProperty(name="Steps", min=0, description="0: the model's default", **_skip())
+    solver: bpy.props.StringProperty(name="Solver", search=solver_search,
+                                     description=SOLVER_DESCRIPTION, **_skip())
     num_traj: bpy.props.IntProperty(name="Tokens", min=0, description="0: from the vertex count",
                                     **_skip())
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, **_skip())
@@ -240,7 +243,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
                                          "frame", **_skip())
     frame_step: bpy.props.FloatProperty(name="Step", min=0.001, default=1.0,
                                         description="Scene frames per model frame", **_skip())
-    mode: bpy.props.EnumProperty(name="Write", items=MODE_ITEMS, **_skip())
+    mode: bpy.props.EnumProperty(name="Write", items=targets.enum_items(), **_skip())
     keep_rest: bpy.props.BoolProperty(name="Start From Rest Pose", **_skip())
     together: bpy.props.BoolProperty(name="Selected as One", **_skip())
     objects: bpy.props.StringProperty(
@@ -250,8 +253,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         name="Point Cache Folder", subtype="DIR_PATH", options={"SKIP_SAVE", "HIDDEN"},
         description="Where point caches go (default: the add-on's user folder)")
 
-    _OPTION_NAMES = ("prompt", "model", "seed", "guidance", "steps", "num_traj", "frame_start",
-                     "frame_step", "mode", "keep_rest", "together")
+    _OPTION_NAMES = ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
+                     "frame_start", "frame_step", "mode", "keep_rest", "together")
 
     @classmethod
     def poll(cls, context):
@@ -268,14 +271,14 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             names = [n for n in self.objects.replace(",", "\n").splitlines() if n.strip()]
             missing = [n for n in names if bpy.data.objects.get(n.strip()) is None]
             if missing:
-                raise AnimateError("bad_input", f"no object named {', '.join(map(repr, missing))} in "
+                raise AnimateError(ErrorCode.BAD_INPUT, f"no object named {', '.join(map(repr, missing))} in "
                                    "this file; check the names (they are case-sensitive).")
             return [bpy.data.objects[n.strip()] for n in names]
         selected = list(context.selected_objects)
         meshes = [o for o in selected if o.type == "MESH"]
         if not meshes:
             extra = " (the selection has no meshes)" if selected else ""
-            raise AnimateError("no_objects", f"nothing to animate{extra}: select one or more mesh "
+            raise AnimateError(ErrorCode.NO_OBJECTS, f"nothing to animate{extra}: select one or more mesh "
                                "objects.")
         return meshes
 
@@ -287,12 +290,15 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         for name in self._OPTION_NAMES:
             if not props.is_property_set(name):
                 value = getattr(defaults, name)
-                setattr(self, name, 0 if value is None else value)  # 0: the model's default
+                if value is None:  # 0 / "": the model's default
+                    value = "" if name == "solver" else 0
+                setattr(self, name, value)
         if not props.is_property_set("device"):
             self.device = device if device in DEVICE_VALUES else "AUTO"
         return AnimateOptions(
             prompt=self.prompt, model=self.model or "default", seed=self.seed,
-            guidance=self.guidance or None, steps=self.steps or None, num_traj=self.num_traj or None,
+            guidance=self.guidance or None, steps=self.steps or None,
+            solver=self.solver.strip() or None, num_traj=self.num_traj or None,
             device=DEVICE_VALUES[self.device], frame_start=self.frame_start,
             frame_step=self.frame_step, mode=self.mode, keep_rest=self.keep_rest,
             together=self.together, cache_dir=bpy.path.abspath(self.cache_dir) if self.cache_dir else "")
@@ -319,7 +325,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         self._invoked = False  # a redo on this same operator re-writes the kept frames
         if run.state == "cancelled":
             message = "Animate cancelled: the scene is unchanged."
-            session.set_outcome("cancelled", message)
+            session.set_outcome(ErrorCode.CANCELLED, message)
             self.report({"WARNING"}, message)
             return {"CANCELLED"}
         if run.state == "error":
@@ -355,9 +361,9 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
 
 
 def _with_hint(code: str, message: str) -> str:
-    if code == "backend_died":
+    if code == ErrorCode.BACKEND_DIED:
         return message + " (restarting it on the next Animate)" if "restart" not in message else message
-    if code == "out_of_memory" and "Tokens" not in message:
+    if code == ErrorCode.OUT_OF_MEMORY and "Tokens" not in message:
         return message + " Lower Tokens, or set Device to CPU."
     return message
 
@@ -435,7 +441,7 @@ class ANIMATEANYMESH_OT_remove_animation(bpy.types.Operator):
             if obj.type != "MESH":
                 continue
             try:
-                if bw.remove_animation(obj):
+                if targets.remove_animation(obj):
                     removed.append(obj.name)
             except WritebackError as exc:
                 self.report({"ERROR"}, str(exc))
@@ -492,18 +498,18 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
         if self.resume:
             queue = session.load_queue()
             if queue is None or queue.next_queued() is None:
-                raise AnimateError("nothing_queued", "the batch queue has nothing left to run: "
+                raise AnimateError(ErrorCode.NOTHING_QUEUED, "the batch queue has nothing left to run: "
                                    "start a new batch with Animate Collection.")
             queue.interrupted()
         else:
             name = self.collection or (s.batch_collection.name if s.batch_collection else "")
             collection = bpy.data.collections.get(name) if name else None
             if collection is None:
-                raise AnimateError("bad_input", "choose a collection to animate (Batch > Collection)"
+                raise AnimateError(ErrorCode.BAD_INPUT, "choose a collection to animate (Batch > Collection)"
                                    if not name else f"no collection named '{name}'.")
             meshes = collection_meshes(collection)
             if not meshes:
-                raise AnimateError("no_objects", f"collection '{collection.name}' holds no mesh "
+                raise AnimateError(ErrorCode.NO_OBJECTS, f"collection '{collection.name}' holds no mesh "
                                    "objects.")
             prop = s.batch_prompt_property or batchq.DEFAULT_PROMPT_PROPERTY
             entries = [(o.name, str(o.get(prop, "") or "")) for o in meshes]
@@ -527,7 +533,8 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
             code, message = run.error
             self.refuse(code, f"{message} ({summary})")
         else:
-            code = "items_failed" if counts["failed"] else ("cancelled" if run.state == "cancelled" else "")
+            code = (ErrorCode.ITEMS_FAILED if counts["failed"]
+                    else ErrorCode.CANCELLED if run.state == "cancelled" else "")
             session.set_outcome(code, summary)
             self.report({"INFO"}, summary)
         redraw(context)

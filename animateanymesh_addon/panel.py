@@ -6,7 +6,8 @@ import textwrap
 import bpy
 
 from . import blender_writeback as bw
-from . import session
+from . import session, targets
+from .writeback import WritebackError
 
 STATUS_ICONS = {"queued": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
                 "cancelled": "CANCEL"}
@@ -25,6 +26,17 @@ def _progress(layout, run) -> None:
     else:
         row.label(text=f"{run.text} ({run.fraction * 100:.0f}%)")
     row.operator("animateanymesh.cancel", text="", icon="CANCEL")
+
+
+def _animation_of(obj):
+    """(target or None, record or None) of the active object; a record written by a target this
+    version does not have still shows, instead of an error on every redraw."""
+    if obj is None or obj.type != "MESH":
+        return None, None
+    try:
+        return targets.target_of(obj)
+    except WritebackError:
+        return None, bw.animation_info(obj)
 
 
 class VIEW3D_PT_animateanymesh(bpy.types.Panel):
@@ -49,6 +61,7 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         row.operator("animateanymesh.new_seed", text="", icon="FILE_REFRESH")
         col.prop(s, "guidance")
         col.prop(s, "steps")
+        col.prop(s, "solver")
         col.prop(s, "num_traj")
         col.prop(s, "device")
 
@@ -77,10 +90,10 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         row.operator("animateanymesh.release_memory", icon="TRASH")
 
         obj = context.active_object
-        info = bw.animation_info(obj) if obj is not None and obj.type == "MESH" else None
+        target, info = _animation_of(obj)
         if info is not None:
-            mode = "shape keys" if info.get("mode") == bw.MODE_SHAPE_KEYS else "point cache"
-            layout.label(text=f"{obj.name}: {info.get('num_frames')} frames as {mode}",
+            kind = target.summary if target is not None else f"'{info.get('mode')}' (unknown here)"
+            layout.label(text=f"{obj.name}: {info.get('num_frames')} frames as {kind}",
                          icon="SHAPEKEY_DATA")
             for warning in str(info.get("warnings", "")).splitlines():
                 _wrapped(layout.column(align=True), warning, icon="ERROR")

@@ -3,7 +3,7 @@
 
 import bpy
 
-from . import batch
+from . import batch, session, targets
 
 MODEL_ITEMS = [
     ("PREFERENCES", "Preferences", "The model chosen in the add-on preferences"),
@@ -17,17 +17,20 @@ DEVICE_ITEMS = [
     ("CPU", "CPU", "Always the CPU (slow but needs no GPU memory)"),
     ("CUDA", "CUDA GPU", "An NVIDIA GPU"),
 ]
-MODE_ITEMS = [
-    ("SHAPE_KEYS", "Shape Keys", "One relative shape key per frame, keyed to play in turn (exports "
-     "to FBX blend shapes and glTF morph targets)"),
-    ("POINT_CACHE", "Point Cache", "A PC2 file in the add-on's user folder played by a Mesh Cache "
-     "modifier (light .blend files; exported as shape keys when baking)"),
-]
 TIMING_ITEMS = [
     ("STEP", "Frame Step", "Scene frames between model frames"),
     ("RATE", "Frame Rate", "Frames per second the clip plays at, in the scene's frame rate"),
 ]
 MAX_SEED = 2**31 - 1
+
+
+def solver_search(_self, _context, _edit_text):
+    """The solvers the backend offers (its Ready message), for the Solver field's drop-down."""
+    return [(s["name"], s.get("description", "")) for s in session.known_solvers()]
+
+
+SOLVER_DESCRIPTION = ("ODE solver of the sampler, one the backend offers (empty: the model's "
+                      "default). Fewer evaluations per step is faster per step")
 
 
 class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
@@ -46,6 +49,8 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
     steps: bpy.props.IntProperty(
         name="Steps", default=0, min=0, max=1000,
         description="Solver steps: more is slower and smoother; 0 uses the model's default")
+    solver: bpy.props.StringProperty(name="Solver", default="", search=solver_search,
+                                     description=SOLVER_DESCRIPTION)
     num_traj: bpy.props.IntProperty(
         name="Tokens", default=0, min=0, max=65536,
         description="Trajectory tokens the model uses; 0 picks them from the vertex count. Lower "
@@ -59,7 +64,8 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
     frame_rate: bpy.props.FloatProperty(
         name="Rate", default=16.0, min=0.1, soft_max=120.0,
         description="Model frames per second of playback (the official clips are 16 frames)")
-    mode: bpy.props.EnumProperty(name="Write", items=MODE_ITEMS, default="SHAPE_KEYS")
+    mode: bpy.props.EnumProperty(name="Write", items=targets.enum_items(),
+                                 default=targets.all_targets()[0].name)
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="PREFERENCES")
     keep_rest: bpy.props.BoolProperty(
         name="Start From Rest Pose", default=True,

@@ -83,7 +83,7 @@ def backend_root(override: str = "") -> Path:
     it as a sub-folder), or the checkout this package sits in."""
     if override:
         return Path(override).expanduser().resolve()
-    if (PACKAGE_DIR / "backend" / "protocol.py").is_file():
+    if (PACKAGE_DIR / "backend" / "server.py").is_file():
         return PACKAGE_DIR
     return PACKAGE_DIR.parent
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .solvers import solver_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--steps", type=int, default=None, help="solver grid points (official: 64)")
     a.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (official: 3.0)")
     a.add_argument("--num-traj", type=int, default=None, help="latent tokens (default max(512, N/8))")
-    a.add_argument("--solver", choices=["midpoint", "euler"], default=None)
+    a.add_argument("--solver", choices=solver_names(), default=None,
+                   help="ODE solver (default: the model's)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     a.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     a.add_argument("--cache", default=None, help="model cache folder (default ~/.cache/animateanymesh)")
@@ -166,7 +168,9 @@ class ConsoleProgress:
     def __call__(self, stage: str, done: int, total: int):
         from tqdm import tqdm
 
-        if stage == "sample":
+        from aam_seam.stages import Stage
+
+        if stage == Stage.SAMPLE:
             if self.bar is None:
                 self.bar = tqdm(total=total, desc="sampling", unit="eval", file=sys.stderr)
             self.bar.n = done
@@ -203,7 +207,7 @@ def cmd_animate(args) -> int:
     t = result.frames.shape
     print(f"wrote {args.out}: {t[0]} frames x {t[1]} vertices, seed {result.seed}")
     if args.preview:
-        from .preview import contact_sheet
+        from .contact_sheet import contact_sheet
 
         print(f"wrote {contact_sheet(result.frames, triangulate(faces), args.preview)}")
     return 0

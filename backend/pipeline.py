@@ -18,6 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from aam_seam.stages import Stage
+
 from . import mesh as meshprep
 from .errors import UserError
 from .model_folder import LoadedModel, load_model
@@ -25,7 +27,7 @@ from .models.fps import sample_token_indices
 from .models.text import check_prompt
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
-# progress(stage, done, total); stages: prepare, encode, text, sample, decode
+# progress(stage, done, total); stage: an aam_seam.stages.Stage
 ProgressFn = Callable[[str, int, int], None]
 MAX_SEED = 2**31 - 1
 
@@ -83,12 +85,12 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     if num_traj is not None and int(num_traj) < 1:
         raise UserError(f"num_traj must be at least 1 (got {num_traj}).")
     timings["prepare"] = time.perf_counter() - clock
-    checkpoint("prepare")
+    checkpoint(Stage.PREPARE)
 
     dev = pick_device(device)
     if not isinstance(model, LoadedModel):
         clock = time.perf_counter()
-        checkpoint("load", 0, 1)
+        checkpoint(Stage.LOAD, 0, 1)
         model = load_model(Path(model), dev)
         timings["load"] = time.perf_counter() - clock
     cfg = model.config
@@ -128,13 +130,13 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
                                pc0_embed=pc0_embed)
         shape_latent = (enc.x0.float() - cfg.stats.f0_mean) / cfg.stats.f0_std
         timings["encode"] = time.perf_counter() - clock
-        checkpoint("encode")
+        checkpoint(Stage.ENCODE)
 
         clock = time.perf_counter()
         text = model.text_encoder.encode([prompt, ""], device=dev).float()
         cond, uncond = text[:1], text[1:]
         timings["text"] = time.perf_counter() - clock
-        checkpoint("text")
+        checkpoint(Stage.TEXT)
 
         clock = time.perf_counter()
         if noise is not None:
@@ -145,14 +147,14 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         sample = sample_trajectory_latent(
             model.flow, shape_latent, cond, uncond, noise_t.to(dev), cfg.stats,
             steps=steps, guidance=float(guidance), solver=solver,
-            on_step=lambda done, _total: checkpoint("sample", done, total))
+            on_step=lambda done, _total: checkpoint(Stage.SAMPLE, done, total))
         timings["sample"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         frames = model.vae.decode(sample.latent.to(pc0_embed.dtype), pc0_embed[:, :n], rest_d[:, :n])
         frames = frames[0].float().cpu().numpy()
         timings["decode"] = time.perf_counter() - clock
-        checkpoint("decode")
+        checkpoint(Stage.DECODE)
 
     result = meshprep.restore_frames(prep, frames)
     if not np.isfinite(result).all():

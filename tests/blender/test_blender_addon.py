@@ -221,17 +221,6 @@ def test_background_task_reports_progress_errors_and_cancels(tmp_path):
     assert missing.wait(10) == "error" and "cannot run" in missing.error
 
 
-def test_progress_fraction_only_moves_forward():
-    from animateanymesh_addon import session
-
-    order = [("queued", 0, 0), ("load", 0, 1), ("load", 1, 1), ("prepare", 1, 1), ("encode", 1, 1),
-             ("text", 1, 1)] + [("sample", i, 8) for i in range(1, 9)] + [("decode", 1, 1),
-                                                                           ("write", 0, 1), ("write", 1, 1)]
-    values = [session.progress_fraction(*p) for p in order]
-    assert values == sorted(values) and values[0] == 0.0 and values[-1] == 1.0
-    assert session.progress_text("sample", 3, 8) == "sampling the motion 3/8"
-
-
 # ============================================================================ inside Blender
 
 def _mesh(name, nx, ny, location=(0, 0, 0), rotation=(0, 0, 0), scale=(1, 1, 1), wave=0.05):
@@ -270,7 +259,8 @@ def _install(zip_path: str, python: str, model_dir: str):
         bpy.data.objects.remove(obj)
     s = bpy.context.scene.animateanymesh
     s.prompt, s.seed, s.steps, s.num_traj, s.keep_rest = PROMPT, SEED, STEPS, TOKENS, False
-    return sys.modules[PACKAGE + ".session"], sys.modules[PACKAGE + ".blender_writeback"]
+    return (sys.modules[PACKAGE + ".session"], sys.modules[PACKAGE + ".blender_writeback"],
+            sys.modules[PACKAGE + ".targets"])
 
 
 def _two_objects():
@@ -333,7 +323,7 @@ def _when_sampling(session, action, timeout: float = 60.0):
 def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, out_dir: str) -> dict:
     import bpy
 
-    session, bw = _install(zip_path, python, model_dir)
+    session, bw, targets = _install(zip_path, python, model_dir)
     a, b = _two_objects()
     sent = {"A": _sent(a), "B": _sent(b)}
     bpy.ops.ed.undo_push(message="scene built")
@@ -342,7 +332,7 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
     # Animate both selected meshes as one (the default), shape keys, one undo step
     assert bpy.ops.animateanymesh.animate("EXEC_DEFAULT", True) == {"FINISHED"}
     assert session.last_outcome()[0] == ""
-    keys = {n: bw.animation_frames(bpy.data.objects[n]).tolist() for n in ("A", "B")}
+    keys = {n: targets.animation_frames(bpy.data.objects[n]).tolist() for n in ("A", "B")}
     info = bw.animation_info(bpy.data.objects["A"])
     assert info["mode"] == "SHAPE_KEYS" and info["frame_start"] == 1.0
     warned = info.get("warnings", "")
@@ -350,6 +340,16 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
 
     bpy.ops.ed.undo()
     after_undo = _state(["A", "B"])
+
+    # the solvers the backend listed reach the panel's drop-down; one it lacks is refused by name
+    props = sys.modules[PACKAGE + ".props"]
+    offered = [name for name, _ in props.solver_search(None, bpy.context, "")]
+    try:
+        bpy.ops.animateanymesh.animate("EXEC_DEFAULT", True, solver="no-such-solver")
+    except RuntimeError:
+        pass  # an operator's ERROR report
+    refused = list(session.last_outcome())
+    after_refusal = _state(["A", "B"])
 
     # point cache mode, starting from the rest pose, written from the same operator
     assert bpy.ops.animateanymesh.animate("EXEC_DEFAULT", True, mode="POINT_CACHE", keep_rest=True,
@@ -369,7 +369,7 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
                                           frame_step=2.0) == {"FINISHED"}
     rewrite_s = time.monotonic() - started
     assert not session.current_client().is_alive()  # nothing was started
-    rewritten = bw.animation_frames(bpy.data.objects["A"]).tolist()
+    rewritten = targets.animation_frames(bpy.data.objects["A"]).tolist()
     timing = bw.animation_info(bpy.data.objects["A"])
     assert (timing["frame_start"], timing["frame_step"], timing["mode"]) == (11.0, 2.0, "SHAPE_KEYS")
 
@@ -396,6 +396,7 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
     session.forget_client()
     return {"sent": sent, "keys": keys, "pc2": pc2, "rewritten": rewritten, "rewrite_s": rewrite_s,
             "warned": warned, "warned_on_rewrite": timing.get("warnings", ""),
+            "offered": offered, "refused": refused, "after_refusal": after_refusal,
             "before": before, "after_undo": after_undo, "frame_range": list(frame_range),
             "morphs": morphs, "errors": errors}
 
@@ -418,7 +419,7 @@ def scenario_cancel_kill_and_recover(zip_path: str, python: str, model_dir: str)
 
     import bpy
 
-    session, bw = _install(zip_path, python, model_dir)
+    session, bw, targets = _install(zip_path, python, model_dir)
     _two_objects()
     before = _state(["A", "B"])
     s = bpy.context.scene.animateanymesh
@@ -452,12 +453,12 @@ def scenario_cancel_kill_and_recover(zip_path: str, python: str, model_dir: str)
     s.steps = STEPS
     assert bpy.ops.animateanymesh.animate() == {"FINISHED"}
     recovered = {"pid_changed": session.current_client().pid != pid,
-                 "frames": len(bw.animation_frames(bpy.data.objects["B"]))}
+                 "frames": len(targets.animation_frames(bpy.data.objects["B"]))}
 
     # one by one: a job per object, each alone; written together in the last step
     assert bpy.ops.animateanymesh.animate(together=False) == {"FINISHED"}
     separately = {"sent": {n: _sent(bpy.data.objects[n]) for n in ("A", "B")},
-                  "frames": {n: bw.animation_frames(bpy.data.objects[n]).tolist() for n in ("A", "B")}}
+                  "frames": {n: targets.animation_frames(bpy.data.objects[n]).tolist() for n in ("A", "B")}}
 
     # Blender ends a modal Animate itself (a file is loaded): the run is abandoned at once,
     # nothing is written, and Animate is not blocked afterwards
@@ -498,7 +499,7 @@ def scenario_cancel_kill_and_recover(zip_path: str, python: str, model_dir: str)
 def scenario_batch(zip_path: str, python: str, model_dir: str) -> dict:
     import bpy
 
-    session, bw = _install(zip_path, python, model_dir)
+    session, bw, targets = _install(zip_path, python, model_dir)
     crowd = bpy.data.collections.new("Crowd")
     bpy.context.scene.collection.children.link(crowd)
     objects = [_mesh("Flag", 4, 3), _mesh("Bird", 5, 3, location=(4, 0, 0)),
@@ -516,8 +517,8 @@ def scenario_batch(zip_path: str, python: str, model_dir: str) -> dict:
     saved = json.loads(session.queue_path().read_text())
     animated = {o.name: bw.animation_info(o) is not None for o in crowd.objects}
     flag = {"sent": _sent(bpy.data.objects["Flag"]),
-            "frames": bw.animation_frames(bpy.data.objects["Flag"]).tolist()}
-    frames = {n: len(bw.animation_frames(bpy.data.objects[n])) for n in ("Flag", "Bird")}
+            "frames": targets.animation_frames(bpy.data.objects["Flag"]).tolist()}
+    frames = {n: len(targets.animation_frames(bpy.data.objects[n])) for n in ("Flag", "Bird")}
 
     # Retry Failed queues the failure again; Resume runs it and it fails the same way
     assert bpy.ops.animateanymesh.batch_retry_failed() == {"FINISHED"}
@@ -581,7 +582,7 @@ class _FakeLayout:
 def scenario_ui_and_offline(zip_path: str, python: str, model_dir: str) -> dict:
     import bpy
 
-    session, bw = _install(zip_path, python, model_dir)
+    session, bw, targets = _install(zip_path, python, model_dir)
     addon = sys.modules[PACKAGE]
     panel = sys.modules[PACKAGE + ".panel"]
     prefs_module = sys.modules[PACKAGE + ".preferences"]
@@ -603,7 +604,7 @@ def scenario_ui_and_offline(zip_path: str, python: str, model_dir: str) -> dict:
     obj = bpy.data.objects["A"]
     bpy.context.view_layer.objects.active = obj
     rest = np.array([v.co[:] for v in obj.data.vertices], dtype=np.float32)
-    bw.write_shape_keys(obj, np.repeat(rest[None], 4, axis=0), 1, 1.0)
+    targets.shape_keys.write_shape_keys(obj, np.repeat(rest[None], 4, axis=0), 1, 1.0)
     bw.note_warnings(obj, ["The model never saw the word 'xyzzy' in its training captions, so it may ignore it."])
     for cls in panel.CLASSES:
         cls.draw(Host(), bpy.context)
@@ -644,7 +645,7 @@ def scenario_setup_and_download(zip_path: str, python: str, model_dir: str, work
     check step only prints, so everything but pip's downloads runs for real."""
     import bpy
 
-    session, bw = _install(zip_path, python, model_dir)
+    session, bw, targets = _install(zip_path, python, model_dir)
     setup = sys.modules[PACKAGE + ".backend_setup"]
     session.online_access = lambda: True
     root = Path(work) / "backend_root"
@@ -697,9 +698,9 @@ def expected_frames(sent: dict, model_dir, names=("A", "B"), prompt: str = PROMP
     """What the backend itself answers for the meshes the add-on sent: world space, joined,
     then split and mapped back into each object's space."""
     from animateanymesh_addon import writeback as wb
-    from backend.checkpoints import load_model
+    from backend.model_folder import load_model
     from backend.pipeline import animate
-    from backend.server import padded_polygons
+    from aam_seam.arrays import padded_polygons
 
     verts, flats, sizes, offset = [], [], [], 0
     for name in names:
@@ -747,6 +748,14 @@ def test_animate_matches_the_backend_undoes_and_bakes(blender_args, tmp_path):
 
     assert r["after_undo"] == r["before"]  # one Animate was one undo step
     assert r["before"]["A"]["keys"] == [] and not r["before"]["A"]["record"]
+
+    from backend.solvers import solver_names
+
+    assert r["offered"] == solver_names()
+    code, message = r["refused"]
+    assert code == "bad_input" and "no-such-solver" in message
+    assert all(name in message for name in solver_names())
+    assert r["after_refusal"] == r["before"]
 
     # glTF: a morph target per frame on 11, 13, ..., 41, positions as in Blender
     assert r["morphs"] == 16 and [round(x) for x in r["frame_range"]] == [11, 41]

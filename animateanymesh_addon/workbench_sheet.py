@@ -19,6 +19,7 @@ import bpy
 import numpy as np
 
 from . import blender_writeback as bw
+from . import targets
 from . import writeback as wb
 
 BACKGROUND = (0.16, 0.16, 0.18)
@@ -134,7 +135,7 @@ def _world_points(objects, limit: int = 200000) -> np.ndarray:
     for obj in objects:
         m = np.array(obj.matrix_world, dtype=np.float64)
         if bw.animation_info(obj) is not None:
-            pts = bw.animation_frames(obj).reshape(-1, 3)
+            pts = targets.animation_frames(obj).reshape(-1, 3)
         else:
             pts = np.array([c[:] for c in obj.bound_box], dtype=np.float64)
         if len(pts) > limit:

@@ -50,7 +50,7 @@ VERTICES, FACES = grid_mesh()
 
 @pytest.fixture(scope="session")
 def tiny_model(fixtures_dir, tmp_path_factory) -> Path:
-    from backend.checkpoints import import_official
+    from backend.official_import import import_official
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     import_official(fixtures_dir / "official_layout", out,
@@ -127,7 +127,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
 @pytest.mark.slow
 def test_round_trip_matches_a_direct_pipeline_call(client, tiny_model):
     import backend
-    from backend.checkpoints import load_model
+    from backend.model_folder import load_model
     from backend.pipeline import animate
 
     info = client.start()

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .seam import ErrorCode
+
 INTERPOLATIONS = ("LINEAR", "CONSTANT")
 
 PC2_MAGIC = b"POINTCACHE2\0"
@@ -41,7 +43,7 @@ PC2_HEADER_SIZE = _PC2_HEADER.size  # 32 bytes
 class WritebackError(ValueError):
     """Input the write-back cannot use; the message names the problem and the fix."""
 
-    code = "writeback"
+    code = ErrorCode.WRITEBACK
 
 
 # ------------------------------------------------------------------------------ frames

@@ -49,7 +49,7 @@ def measure_one(n: int, dense: bool, device: str, num_traj: int | None) -> dict:
     from .config import FlowConfig, VAEConfig
     from .mesh import prepare_mesh
     from .models.flow import DyMeshMMDiT
-    from .models.fps import sample_token_indices
+    from .models.farthest_point_sampling import sample_token_indices
     from .models.vae import DyMeshVAE
     from .pipeline import default_num_tokens, pick_device, weighted_padding
 

@@ -5,29 +5,31 @@ prompt) is raised as a UserError: its message names the problem and the fix, and
 server print it as one sentence instead of a traceback. Bugs stay ordinary exceptions.
 """
 
+from aam_seam.codes import ErrorCode
+
 
 class UserError(Exception):
     """A problem with the input that the user can fix. `code` is stable for machines."""
 
-    code = "bad_input"
+    code = ErrorCode.BAD_INPUT
 
-    def __init__(self, message: str, code: str | None = None):
+    def __init__(self, message: str, code: ErrorCode | None = None):
         super().__init__(message)
         if code is not None:
             self.code = code
 
 
 class MeshError(UserError):
-    code = "bad_mesh"
+    code = ErrorCode.BAD_MESH
 
 
 class PromptError(UserError):
-    code = "bad_prompt"
+    code = ErrorCode.BAD_PROMPT
 
 
 class CheckpointError(UserError):
-    code = "bad_checkpoint"
+    code = ErrorCode.BAD_CHECKPOINT
 
 
 class ModelNotFoundError(UserError):
-    code = "model_not_found"
+    code = ErrorCode.MODEL_NOT_FOUND

@@ -260,7 +260,7 @@ def percent_error(recon: np.ndarray, frames_n: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def reconstruct(model, frames_n: np.ndarray, faces, seed: int) -> np.ndarray:
     """encode -> decode (posterior mean) of a normalised clip (T, N, 3), as inference would."""
-    from .models.fps import sample_token_indices
+    from .models.farthest_point_sampling import sample_token_indices
 
     vae = model.vae
     rest = torch.from_numpy(frames_n[0])[None]

@@ -12,7 +12,7 @@ mesh needs (validation, n-gon triangulation, clear errors):
 6. adjacency     undirected edge list (both directions, no self loops) in row-major order
 
 Every step matches the official numbers bit for bit on the parity fixtures
-(`shared/fixtures/official_parity`, see tests/test_mesh.py). `PreparedMesh.to_original` and
+(`shared/fixtures/official_parity`, see tests/unit/test_mesh.py). `PreparedMesh.to_original` and
 `restore_frames` undo the welding and the normalisation so an animation can be handed back to
 the caller's vertex order and units.
 """

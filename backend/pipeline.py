@@ -18,12 +18,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from aam_seam.codes import ErrorCode
 from aam_seam.stages import Stage
 
 from . import mesh as meshprep
 from .errors import UserError
 from .model_folder import LoadedModel, load_model
-from .models.fps import sample_token_indices
+from .models.farthest_point_sampling import sample_token_indices
 from .models.text import check_prompt
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
@@ -46,7 +47,7 @@ def pick_device(device: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise UserError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu.",
-                        code="no_gpu")
+                        code=ErrorCode.NO_GPU)
     return torch.device(device)
 
 
@@ -159,7 +160,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     result = meshprep.restore_frames(prep, frames)
     if not np.isfinite(result).all():
         raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
-                        "or use precision fp32.", code="numerical")
+                        "or use precision fp32.", code=ErrorCode.NUMERICAL)
     return AnimationResult(result.astype(np.float32), int(seed), warnings, timings, k)
 
 

@@ -6,7 +6,7 @@
 - `procedural`  the seeded procedural set: generate, sample_at, write_dataset, FAMILIES
                 (built from `geometry`, `creatures`, `motions` and `captions`)
 
-Blender scenes become shards on the Blender side (`animateanymesh_addon/dataset_export.py`).
+Blender scenes become shards inside Blender (`tools/blender_scene_to_shard.py`).
 """
 
 from backend.data.errors import DatasetError, UnsafePickleError

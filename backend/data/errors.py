@@ -4,13 +4,14 @@ Both are `backend.errors.UserError`s: a bad dataset file is the user's input, so
 sentence (what is wrong, how to fix it) instead of a traceback.
 """
 
+from aam_seam.codes import ErrorCode
 from backend.errors import UserError
 
 
 class DatasetError(UserError):
     """A dataset file or sample that cannot be used (truncated, wrong shapes, bad indices...)."""
 
-    code = "bad_dataset"
+    code = ErrorCode.BAD_DATASET
 
 
 class UnsafePickleError(DatasetError):
@@ -19,4 +20,4 @@ class UnsafePickleError(DatasetError):
     Raised before anything it names is looked up, so the file's code never runs.
     """
 
-    code = "unsafe_dataset_file"
+    code = ErrorCode.UNSAFE_DATASET_FILE

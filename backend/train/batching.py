@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import mesh as meshprep
-from ..models.fps import denormal_safe
+from ..models.farthest_point_sampling import denormal_safe
 
 
 @dataclass

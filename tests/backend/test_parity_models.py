@@ -10,7 +10,7 @@ from backend.config import FlowConfig, LatentStats, VAEConfig
 from backend.errors import CheckpointError
 from backend.model_folder import check_state_dict
 from backend.models.flow import DyMeshMMDiT
-from backend.models.fps import farthest_point_sampling, fill_token_indices
+from backend.models.farthest_point_sampling import farthest_point_sampling, fill_token_indices
 from backend.models.vae import DyMeshVAE
 from backend.official_import import read_official_state_dict
 from backend.pipeline import weighted_padding
@@ -100,7 +100,7 @@ def test_farthest_point_sampling_matches_reference_kernel(vae, load_fixture, cas
 
 
 def test_fps_is_deterministic_and_seeded():
-    from backend.models.fps import sample_token_indices
+    from backend.models.farthest_point_sampling import sample_token_indices
 
     x = torch.randn(300, 16, generator=torch.Generator().manual_seed(3))
     a = sample_token_indices(x, 300, 64, torch.Generator().manual_seed(7))

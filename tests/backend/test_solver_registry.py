@@ -13,9 +13,8 @@ from backend.sampling import Cancelled, integrate, time_grid
 
 
 @pytest.fixture
-def toy_solver(monkeypatch):
-    """Heun's method as a toy solver, registered for the test only."""
-    monkeypatch.setattr(solvers, "SOLVERS", dict(solvers.SOLVERS))
+def toy_solver():
+    """Heun's method as a toy solver, in the registry for the test only."""
 
     @solvers.register("toy-heun", 2, "Heun's method, for this test")
     def heun(velocity, y, t0, t1):
@@ -23,7 +22,8 @@ def toy_solver(monkeypatch):
         k2 = velocity(y + (t1 - t0) * k1, t1)
         return y + 0.5 * (t1 - t0) * (k1 + k2)
 
-    return "toy-heun"
+    yield "toy-heun"
+    del solvers.SOLVERS["toy-heun"]
 
 
 def test_a_registered_solver_is_offered_by_the_cli_and_the_ready_message(toy_solver):

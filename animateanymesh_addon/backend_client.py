@@ -133,7 +133,8 @@ class Job:
         """(T, N, 3) float32 trajectories in the submitted vertex order."""
         if self.state != "done":
             reason = f": {self.error[1]}" if self.error else ""
-            raise BackendError(ErrorCode.NO_RESULT, f"job {self.id} has no result (state {self.state}){reason}")
+            raise BackendError(ErrorCode.NO_RESULT,
+                               f"job {self.id} has no result (state {self.state}){reason}")
         return self._frames
 
     # ---- internals
@@ -211,7 +212,8 @@ class BackendClient:
         with self._lock:
             session = self._session
             if session is None or not session.alive():
-                if session is not None and session.failure and session.failure.code == ErrorCode.PROTOCOL_VERSION:
+                failure = session.failure if session is not None else None
+                if failure is not None and failure.code == ErrorCode.PROTOCOL_VERSION:
                     raise session.failure  # restarting the same mismatched backend cannot help
                 self._stop_session(session, polite=False)
                 session = self._session = self._spawn()
@@ -235,7 +237,8 @@ class BackendClient:
         """
         unknown = sorted(set(options) - set(JOB_OPTIONS))
         if unknown:
-            raise TypeError(f"unknown animate option(s) {', '.join(unknown)}; known: {', '.join(JOB_OPTIONS)}")
+            raise TypeError(f"unknown animate option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(JOB_OPTIONS)}")
         session = self._session
         if session is None or not session.alive():
             self.start(wait=False)  # non-blocking: the handshake completes while the job queues
@@ -439,8 +442,8 @@ class BackendClient:
             self._stop_session(session, polite=False)
 
     def _died_error(self) -> BackendError:
-        return BackendError(ErrorCode.BACKEND_DIED, "the backend stopped unexpectedly; it will restart on the "
-                            f"next Animate. Log: {self.log_path}")
+        return BackendError(ErrorCode.BACKEND_DIED, "the backend stopped unexpectedly; it will "
+                            f"restart on the next Animate. Log: {self.log_path}")
 
     def _error_message(self, job_id: str, error: BackendError):
         return protocol.Error(id=job_id, code=error.code, message=error.message)

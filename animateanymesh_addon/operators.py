@@ -54,7 +54,8 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         step = s.frame_step
     options = AnimateOptions(
         prompt=s.prompt, model=model, seed=s.seed, guidance=s.guidance or None,
-        steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None, device=DEVICE_VALUES.get(device, "auto"),
+        steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None,
+        device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together)
     return options, device

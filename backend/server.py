@@ -162,7 +162,8 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
         return ErrorCode.OUT_OF_MEMORY, RAM_OOM_MESSAGE
     first = text.strip().splitlines()[0][:200] if text.strip() else ""
     summary = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return ErrorCode.INTERNAL, f"internal error in the backend ({summary}); the details are in the backend log."
+    return ErrorCode.INTERNAL, (f"internal error in the backend ({summary}); the details are in the "
+                                "backend log.")
 
 
 # ----------------------------------------------------------------------------- the server
@@ -362,8 +363,8 @@ class Server:
             raise Cancelled("cancelled while the model loaded")
         result = animate(vertices, faces, request.prompt, model=model, seed=request.seed,
                          guidance=request.guidance, steps=request.steps, solver=request.solver,
-                         num_traj=request.num_traj, device=str(device), precision=request.precision, progress=progress,
-                         cancel=cancelled)
+                         num_traj=request.num_traj, device=str(device), precision=request.precision,
+                         progress=progress, cancel=cancelled)
         for text in result.warnings:
             self.channel.send(proto.Notice(id=job_id, message=text))
         progress(Stage.WRITE, 0, 1)

@@ -62,8 +62,8 @@ def scenario_a_new_target_module(work: str) -> dict:
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "aam_seam", root / "aam_seam", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "animateanymesh_addon" / "targets" / "toy_frames.py").write_text(TOY_TARGET)
-    for name in [m for m in sys.modules if m == "animateanymesh_addon" or m.startswith("animateanymesh_addon.")]:
-        del sys.modules[name]
+    for name in [m for m in sys.modules if m.split(".")[0] == "animateanymesh_addon"]:
+        del sys.modules[name]  # the repository's copy, if the child imported it already
     sys.path.insert(0, str(root))
     import animateanymesh_addon
     from animateanymesh_addon import cli, controller, targets

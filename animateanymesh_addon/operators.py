@@ -126,6 +126,10 @@ class _RunOperator:
     def finish_run(self, context, run) -> set:
         raise NotImplementedError
 
+    def _finish(self, context, run) -> set:
+        session.remember_solvers()  # the backend answered: keep its list for the panel
+        return self.finish_run(context, run)
+
     def refuse(self, code: str, message: str) -> set:
         session.set_outcome(code, message)
         self.report({"ERROR"}, message)
@@ -166,18 +170,18 @@ class _RunOperator:
             finally:
                 if ui:
                     wm.progress_end()
-        return self.finish_run(context, run)
+        return self._finish(context, run)
 
     def invoke(self, context, event):
         run, refused = self._prepare(context)
         if refused:
             return refused
         if run.finished:  # e.g. a batch with nothing queued
-            return self.finish_run(context, run)
+            return self._finish(context, run)
         session.set_active_run(run)
         run.start()
         if run.finished:  # the backend could not even be started
-            return self.finish_run(context, run)
+            return self._finish(context, run)
         self._run = run
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_S, window=context.window)
@@ -198,7 +202,7 @@ class _RunOperator:
         if not run.finished:
             return {"PASS_THROUGH"}
         self._end_modal(context)
-        return self.finish_run(context, run)
+        return self._finish(context, run)
 
     def cancel(self, context):
         """Blender ends the modal operator itself (another file is loaded, the window closes)."""

@@ -183,27 +183,41 @@ def current_client():
     return _state["client"]
 
 
-def known_solvers() -> list[dict]:
-    """The solvers the backend offers ({"name", "evaluations_per_step", "description"}): from
-    the running backend's Ready message, else as the last backend listed them (kept in the user
-    folder, so the panel offers them before the first Animate of a session). [] when no backend
-    has answered yet."""
-    import json
+def _solvers_file() -> Path:
+    return user_dir() / "backend_solvers.json"
 
-    path = user_dir() / "backend_solvers.json"
+
+def _live_solvers() -> list[dict]:
     current = _state["client"]
     info = current.info if current is not None else None
-    solvers = list(getattr(info, "solvers", None) or [])
+    return list(getattr(info, "solvers", None) or [])
+
+
+def remember_solvers() -> None:
+    """Keep the running backend's solver list in the user folder, so the panel offers it in
+    later sessions before their first Animate."""
+    import json
+
+    solvers = _live_solvers()
+    if not solvers or _state["solvers_saved"] == solvers:
+        return
+    try:
+        _solvers_file().write_text(json.dumps(solvers), encoding="utf-8")
+        _state["solvers_saved"] = solvers
+    except OSError:
+        pass  # a read-only user folder: the list is still offered this session
+
+
+def known_solvers() -> list[dict]:
+    """The solvers the backend offers ({"name", "evaluations_per_step", "description"}): the
+    running backend's, else those the last one listed. [] before any backend has answered."""
+    import json
+
+    solvers = _live_solvers()
     if solvers:
-        if _state.get("solvers_saved") != solvers:
-            try:
-                path.write_text(json.dumps(solvers), encoding="utf-8")
-                _state["solvers_saved"] = solvers
-            except OSError:
-                pass  # a read-only user folder: the list is still offered this session
         return solvers
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = json.loads(_solvers_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     return [s for s in saved if isinstance(s, dict) and isinstance(s.get("name"), str)]

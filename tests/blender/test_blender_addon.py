@@ -394,7 +394,8 @@ def scenario_animate_undo_and_bake(zip_path: str, python: str, model_dir: str, o
         for name, expected in per_object.items():
             errors[f"{name}@{t}"] = point_set_distance(_world_positions(imported[name]), expected)
     session.forget_client()
-    return {"sent": sent, "keys": keys, "pc2": pc2, "rewritten": rewritten, "rewrite_s": rewrite_s,
+    remembered = [s["name"] for s in session.known_solvers()]  # no backend now: the kept list
+    return {"remembered": remembered, "sent": sent, "keys": keys, "pc2": pc2, "rewritten": rewritten, "rewrite_s": rewrite_s,
             "warned": warned, "warned_on_rewrite": timing.get("warnings", ""),
             "offered": offered, "refused": refused, "after_refusal": after_refusal,
             "before": before, "after_undo": after_undo, "frame_range": list(frame_range),
@@ -751,7 +752,7 @@ def test_animate_matches_the_backend_undoes_and_bakes(blender_args, tmp_path):
 
     from backend.solvers import solver_names
 
-    assert r["offered"] == solver_names()
+    assert r["offered"] == r["remembered"] == solver_names()
     code, message = r["refused"]
     assert code == "bad_input" and "no-such-solver" in message
     assert all(name in message for name in solver_names())

@@ -1,7 +1,7 @@
 """`python -m backend bench`: time and peak memory of each stage at the official model size.
 
 Every (size, path) pair runs in a fresh subprocess so that its peak memory is its own. The
-"dense" path is the naive reference the tests keep (tests/dense_reference.py: N x N adjacency,
+"dense" path is the naive reference the tests keep (tests/backend/dense_reference.py: N x N adjacency,
 zero-padding to 4096 rows, unblocked attention), shown beside ours while it fits in memory.
 Random weights: the timings do not depend on the values.
 """

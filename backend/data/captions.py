@@ -564,7 +564,7 @@ MORE_TRAIN_TEMPLATES: dict[str, list[str]] = {
 # add noun-phrase sentence shapes ("performs a quick hop", "with a slow throb") and synonyms, under
 # the same rules as `MORE_TRAIN_TEMPLATES` (a test checks them the same way). Measured: a flow
 # fine-tuned on them follows these phrasings but no more of the held-out ones, whose verbs the
-# MiniLM encoder does not place near their meaning (scripts/probe_text_encoder.py).
+# MiniLM encoder does not place near their meaning (research/probes/probe_text_encoder.py).
 WIDER_TRAIN_TEMPLATES: dict[str, list[str]] = {
     "flap_wings": [
         "{a_noun} performs {speed_adj} {amp_adj} wingbeats",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .atomic_files import write_text_atomically
 from .errors import CheckpointError
+from .solvers import OFFICIAL_SOLVER
 
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
@@ -89,9 +90,9 @@ class LatentStats:
 
 @dataclass
 class SamplerDefaults:
-    steps: int = 64  # grid points of the fixed midpoint solver (official: 64)
+    steps: int = 64  # grid points of the fixed-step solver (official: 64)
     guidance: float = 3.0
-    solver: str = "midpoint"
+    solver: str = OFFICIAL_SOLVER
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 
 from .config import LatentStats
 from .errors import UserError
-from .solvers import get_solver
+from .solvers import OFFICIAL_SOLVER, get_solver
 
 # velocity(x (B, K, C), t scalar tensor) -> (B, K, C)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -61,7 +61,7 @@ def guided_velocity(model: Callable, shape_latent: torch.Tensor, cond: torch.Ten
     return velocity
 
 
-def integrate(velocity: VelocityFn, noise: torch.Tensor, grid: torch.Tensor, solver: str = "midpoint",
+def integrate(velocity: VelocityFn, noise: torch.Tensor, grid: torch.Tensor, solver: str = OFFICIAL_SOLVER,
               on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Integrate dx/dt = velocity from grid[0] to grid[-1] on the fixed grid with a registered
     solver. on_step(done, total) is called after every evaluation; it may raise Cancelled."""
@@ -105,7 +105,7 @@ class SampleResult:
 
 def sample_trajectory_latent(model: Callable, shape_latent_scaled: torch.Tensor, cond: torch.Tensor,
                              uncond: torch.Tensor, noise: torch.Tensor, stats: LatentStats, *,
-                             steps: int, guidance: float, solver: str = "midpoint",
+                             steps: int, guidance: float, solver: str = OFFICIAL_SOLVER,
                              on_step=None) -> SampleResult:
     """Generate the trajectory half for a known shape half (both in flow-model space)."""
     velocity = guided_velocity(model, shape_latent_scaled, cond, uncond, guidance)

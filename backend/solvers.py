@@ -32,6 +32,8 @@ class Solver:
 
 
 SOLVERS: dict[str, Solver] = {}
+# The solver of the official sampler: what a model folder's config asks for unless it says otherwise.
+OFFICIAL_SOLVER = "midpoint"
 
 
 def register(name: str, evaluations_per_step: int, description: str):

@@ -185,8 +185,12 @@ def split_result(request: MeshRequest, frames: np.ndarray) -> dict[str, np.ndarr
 
 def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
     """Write every object's frames, or nothing: all checks run before the first write."""
-    target = targets.get_target(options.mode)
     settings = options.write_settings()
+    try:
+        target = targets.get_target(options.mode)
+        target.check_settings(settings)
+    except wb.WritebackError as exc:
+        raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
     checked = []
     for name, frames in frames_by_name.items():
         obj = bpy.data.objects.get(name)
@@ -194,7 +198,6 @@ def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
             raise AnimateError(ErrorCode.OBJECT_GONE, f"'{name}' was deleted or renamed while it "
                                "was being animated: animate it again.")
         try:
-            target.check_settings(settings)
             target.check(obj, settings)
             checked.append((obj, wb.as_frames(frames, len(obj.data.vertices))))
         except wb.WritebackError as exc:

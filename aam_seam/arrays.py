@@ -16,6 +16,7 @@ at all (a temporary file renamed into place).
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,21 @@ class Polygons:
     sizes: np.ndarray
 
 
-def save_npz_atomically(path: str | os.PathLike, **arrays) -> Path:
-    """np.savez to `path` through a temporary file in the same folder, so a failed write (full
-    disk, killed process) never leaves a truncated file where a good one was."""
+# The largest array a mesh or result file may declare: a 10M-vertex mesh in float64 is 240 MB.
+MAX_ARRAY_BYTES = 512 * 1024**2
+
+
+def save_npz_atomically(path: str | os.PathLike, compress: bool = False, **arrays) -> Path:
+    """np.savez to `path` through a temporary file in the same folder, flushed to disk before it
+    is renamed over `path`, so a failed write (full disk, killed process) never leaves a
+    truncated file where a good one was."""
     path = Path(path)
     partial = path.with_name(path.name + ".part")
     try:
         with open(partial, "wb") as f:  # a file object: np.savez must not append its own suffix
-            np.savez(f, **arrays)
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -48,14 +56,58 @@ def save_npz_atomically(path: str | os.PathLike, **arrays) -> Path:
     return path
 
 
+class LyingHeader(ValueError):
+    """An .npz member whose header claims more bytes than the member holds."""
+
+
+def declared_sizes(path: str | os.PathLike) -> dict[str, int]:
+    """Bytes each member of an .npz declares in its header, read without loading any data.
+    LyingHeader when a header claims more than its zip entry holds (how a 2 MB file asks for
+    gigabytes); the zip and numpy errors of an unreadable file pass through."""
+    sizes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+                declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if declared > info.file_size:
+                    raise LyingHeader(f"member {info.filename} declares {declared} bytes but holds "
+                                      f"{info.file_size}")
+            sizes[info.filename[:-4]] = declared
+    return sizes
+
+
+def check_npz_size(path: str | os.PathLike, max_bytes: int, code: ErrorCode, what: str) -> None:
+    """Refuse an .npz whose arrays would not fit `max_bytes` each, before any is loaded. A file
+    that is no readable .npz at all passes: its loader says what is wrong with it."""
+    try:
+        sizes = declared_sizes(path)
+    except LyingHeader as exc:
+        raise SeamError(code, f"the {what} {Path(path).name} is damaged or forged: {exc}.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return
+    too_big = {name: size for name, size in sizes.items() if size > max_bytes}
+    if too_big:
+        name, size = max(too_big.items(), key=lambda item: item[1])
+        raise SeamError(code, f"the {what} {Path(path).name} declares a {size / 1024**2:.0f} MB "
+                        f"array '{name}', above the {max_bytes / 1024**2:.0f} MB limit: it is not "
+                        "a mesh this tool can animate, or the file is damaged.")
+
+
 def _load(path: Path, what: str) -> dict[str, np.ndarray]:
+    code = ErrorCode.BAD_MESH if what == "mesh" else ErrorCode.BAD_RESULT
+    check_npz_size(path, MAX_ARRAY_BYTES, code, f"{what} file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except Exception as exc:  # truncated zip, foreign file, pickled objects
-        raise SeamError(ErrorCode.BAD_MESH if what == "mesh" else ErrorCode.BAD_RESULT,
-                        f"cannot read the {what} file {path.name} ({type(exc).__name__}: {exc}); "
-                        "animate again.") from None
+        raise SeamError(code, f"cannot read the {what} file {path.name} ({type(exc).__name__}: "
+                        f"{exc}); animate again.") from None
 
 
 # ----------------------------------------------------------------------------- request mesh

@@ -138,7 +138,12 @@ MESSAGE_TYPES = {cls.type: cls for cls in (Hello, AnimateRequest, Cancel, Shutdo
 
 
 class ProtocolError(Exception):
-    pass
+    """A line that is no valid message. `id` is the job it named, when it named one as text, so
+    the error can still reach that job."""
+
+    def __init__(self, message: str, id: str = ""):  # noqa: A002 - the protocol's own field name
+        super().__init__(message)
+        self.id = id
 
 
 class ProtocolVersionError(ProtocolError):
@@ -149,8 +154,27 @@ class ProtocolVersionError(ProtocolError):
         self.version = version
 
 
+# What a field's annotation admits. bool is an int in Python but never a number on the wire.
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,)}
+
+
+def _admits(annotation: str, value) -> bool:
+    for kind in (k.strip() for k in annotation.split("|")):
+        if kind == "None":
+            if value is None:
+                return True
+            continue
+        types = _KINDS[kind]
+        if isinstance(value, bool) and bool not in types:
+            continue
+        if isinstance(value, types):
+            return True
+    return False
+
+
 def parse_line(line: str) -> Message:
-    """One line of JSON -> its message dataclass; ProtocolError for anything malformed."""
+    """One line of JSON -> its message dataclass; ProtocolError for anything malformed, a field
+    of the wrong type included (values in range are the receiver's to judge: see limits)."""
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -165,5 +189,14 @@ def parse_line(line: str) -> Message:
     cls = MESSAGE_TYPES.get(data.pop("type"))
     if cls is None:
         raise ProtocolError(f"unknown message type in {line[:120]!r}")
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    job_id = data.get("id") if isinstance(data.get("id"), str) else ""
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if not _admits(f.type, value):
+            raise ProtocolError(f"field '{f.name}' of the '{cls.type}' message must be {f.type}, "
+                                f"got {type(value).__name__}", id=job_id)
+        values[f.name] = value
+    return cls(**values)

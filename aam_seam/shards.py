@@ -31,10 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import check_npz_size
 from .codes import ErrorCode, SeamError
 
 SHARD_FORMAT = "aam-motion-shard"
 SHARD_VERSION = 1
+# Shards pack many clips into one array, so they may be larger than one mesh; a header claiming
+# more than this is refused before anything is allocated.
+MAX_SHARD_ARRAY_BYTES = 2 * 1024**3
 KEYS = ("format", "version", "frame_counts", "vertex_counts", "face_counts", "positions", "faces",
         "caption_counts", "captions", "sources", "families", "has_family", "meta")
 
@@ -104,6 +108,8 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
 def read_shard(path: str | os.PathLike) -> list[dict]:
     """Every record of a shard; SeamError(bad_dataset) with the fix for anything unusable."""
     path = Path(path)
+    if path.is_file():
+        check_npz_size(path, MAX_SHARD_ARRAY_BYTES, ErrorCode.BAD_DATASET, "shard")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]

@@ -4,6 +4,7 @@
 import bpy
 
 from . import batch, session, targets
+from .seam import limits
 
 MODEL_ITEMS = [
     ("PREFERENCES", "Preferences", "The model chosen in the add-on preferences"),
@@ -21,7 +22,7 @@ TIMING_ITEMS = [
     ("STEP", "Frame Step", "Scene frames between model frames"),
     ("RATE", "Frame Rate", "Frames per second the clip plays at, in the scene's frame rate"),
 ]
-MAX_SEED = 2**31 - 1
+MAX_SEED = limits.MAX_SEED
 
 
 def solver_search(_self, _context, _edit_text):
@@ -36,7 +37,7 @@ SOLVER_DESCRIPTION = ("ODE solver of the sampler, one the backend offers (empty:
 class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(
         name="Prompt", description="What the mesh should do, e.g. \"a dragon flaps its wings\"",
-        default="")
+        default="", maxlen=limits.MAX_PROMPT_CHARS)
     model: bpy.props.EnumProperty(name="Model", items=MODEL_ITEMS, default="PREFERENCES")
     model_dir: bpy.props.StringProperty(name="Model Folder", subtype="DIR_PATH",
                                         description="A model folder holding config.json")
@@ -47,12 +48,12 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
         description="How strongly the motion follows the prompt (classifier-free guidance); "
                     "0 uses the model's default (official: 3)")
     steps: bpy.props.IntProperty(
-        name="Steps", default=0, min=0, max=1000,
+        name="Steps", default=0, min=0, max=limits.MAX_STEPS,
         description="Solver steps: more is slower and smoother; 0 uses the model's default")
     solver: bpy.props.StringProperty(name="Solver", default="", search=solver_search,
                                      description=SOLVER_DESCRIPTION)
     num_traj: bpy.props.IntProperty(
-        name="Tokens", default=0, min=0, max=65536,
+        name="Tokens", default=0, min=0, max=limits.MAX_TOKENS,
         description="Trajectory tokens the model uses; 0 picks them from the vertex count. Lower "
                     "it when the GPU runs out of memory")
     frame_start: bpy.props.IntProperty(name="Start", default=1,

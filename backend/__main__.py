@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
+
+from aam_seam.arrays import save_npz_atomically
+from aam_seam.codes import SeamError
 
 from .errors import UserError
 from .solvers import solver_names
@@ -22,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except UserError as exc:
+    except (UserError, SeamError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -193,6 +197,12 @@ def cmd_animate(args) -> int:
 
     if args.out.suffix.lower() != ".npz":
         raise UserError(f"--out must end in .npz (got {args.out.name}).")
+    # Everything that can fail without the model fails before it loads: the run is not thrown away.
+    check_writable(args.out, "--out")
+    if args.preview:
+        if args.preview.suffix.lower() != ".png":
+            raise UserError(f"--preview must end in .png (got {args.preview.name}).")
+        check_writable(args.preview, "--preview")
     vertices, faces = load_mesh(args.mesh)
     model_dir = resolve_model(args.model, args.cache)
     result = animate(vertices, faces, args.prompt, model=model_dir, seed=args.seed,
@@ -201,9 +211,12 @@ def cmd_animate(args) -> int:
                      progress=ConsoleProgress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, frames=result.frames, faces=triangulate(faces),
-                        prompt=np.array(args.prompt), seed=np.array(result.seed, dtype=np.int64))
+    try:
+        save_npz_atomically(args.out, compress=True, frames=result.frames, faces=triangulate(faces),
+                            prompt=np.array(args.prompt), seed=np.array(result.seed, dtype=np.int64))
+    except OSError as exc:
+        raise UserError(f"could not write --out {args.out} ({exc.strerror or exc}); an earlier file "
+                        "there is left as it was. Free some space or choose another path.") from None
     t = result.frames.shape
     print(f"wrote {args.out}: {t[0]} frames x {t[1]} vertices, seed {result.seed}")
     if args.preview:
@@ -211,6 +224,19 @@ def cmd_animate(args) -> int:
 
         print(f"wrote {contact_sheet(result.frames, triangulate(faces), args.preview)}")
     return 0
+
+
+def check_writable(path: Path, option: str) -> None:
+    """A file can be created at `path` (its folder is made if missing); UserError otherwise."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name inside it.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write {option} {path} ({exc.strerror or exc}); choose a writable "
+                        "folder.") from None
 
 
 def cmd_import(args) -> int:

@@ -9,6 +9,7 @@ renders proper previews with Workbench.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,5 +73,11 @@ def contact_sheet(frames: np.ndarray, faces: np.ndarray, path: Path, *, size: in
         sheet.paste(tile, ((i % columns) * size, (i // columns) * size))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    partial = path.with_name(path.name + ".part")
+    try:  # whole or not at all: an earlier sheet survives a failed write
+        sheet.save(partial, format="PNG")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path

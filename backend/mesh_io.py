@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aam_seam.arrays import MAX_ARRAY_BYTES, check_npz_size
+from aam_seam.codes import ErrorCode, SeamError
 from backend.errors import MeshError
 
 SUPPORTED_EXTENSIONS = (".obj", ".npz")
@@ -137,8 +139,11 @@ def _load_obj(path: Path):
 
 def _load_npz(path: Path):
     try:
+        check_npz_size(path, MAX_ARRAY_BYTES, ErrorCode.BAD_MESH, "mesh file")
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except SeamError as exc:
+        raise MeshError(exc.message) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise MeshError(f"could not read {path.name} as a numpy .npz archive ({exc}). Fix: "
                         "save it with numpy.savez.") from None
     with archive:

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from aam_seam.codes import ErrorCode
+from aam_seam import limits
+from aam_seam.codes import ErrorCode, SeamError
 from aam_seam.stages import Stage
 
 from . import mesh as meshprep
@@ -30,7 +31,6 @@ from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
 # progress(stage, done, total); stage: an aam_seam.stages.Stage
 ProgressFn = Callable[[str, int, int], None]
-MAX_SEED = 2**31 - 1
 
 
 @dataclass
@@ -45,10 +45,19 @@ class AnimationResult:
 def pick_device(device: str | None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu.",
                         code=ErrorCode.NO_GPU)
-    return torch.device(device)
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"there is no GPU {chosen}: this machine has {torch.cuda.device_count()}; use "
+                        "--device cuda:0.", code=ErrorCode.NO_GPU)
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device {device!r} is not supported; use auto, cpu or cuda.")
+    return chosen
 
 
 def default_num_tokens(num_vertices: int, minimum: int = 512) -> int:
@@ -70,8 +79,11 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     choices (used by the parity tests); seed makes them reproducible otherwise.
     """
     check_prompt(prompt, None)  # cheap checks first: fail before loading anything
-    if guidance is not None and not math.isfinite(guidance):
-        raise UserError(f"guidance must be a finite number (got {guidance}).")
+    try:
+        limits.check_request_values(seed=seed, steps=steps, num_traj=num_traj, guidance=guidance,
+                                    prompt=prompt)
+    except SeamError as exc:
+        raise UserError(exc.message, code=exc.code) from None
     timings: dict[str, float] = {}
     report = progress or (lambda *a: None)
 
@@ -80,15 +92,13 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled during {stage}")
 
+    dev = pick_device(device)
     clock = time.perf_counter()
     prep = meshprep.prepare_mesh(vertices, faces)
     n = prep.normalized.shape[0]
-    if num_traj is not None and int(num_traj) < 1:
-        raise UserError(f"num_traj must be at least 1 (got {num_traj}).")
     timings["prepare"] = time.perf_counter() - clock
     checkpoint(Stage.PREPARE)
 
-    dev = pick_device(device)
     if not isinstance(model, LoadedModel):
         clock = time.perf_counter()
         checkpoint(Stage.LOAD, 0, 1)
@@ -96,11 +106,15 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         timings["load"] = time.perf_counter() - clock
     cfg = model.config
     k = int(num_traj) if num_traj else default_num_tokens(n, cfg.vae.num_traj)
+    if k > max(n, cfg.vae.num_traj):
+        # More tokens than points only repeats points, at quadratic cost in attention.
+        raise UserError(f"num_traj {k} is more than the mesh's {n} vertices; use at most "
+                        f"{max(n, cfg.vae.num_traj)}, or leave it unset.")
     guidance = cfg.sampler.guidance if guidance is None else guidance
     steps = cfg.sampler.steps if steps is None else steps
     solver = solver or cfg.sampler.solver
     if seed is None:
-        seed = secrets.randbelow(MAX_SEED)
+        seed = secrets.randbelow(limits.MAX_SEED)
     generator = torch.Generator().manual_seed(int(seed))
     warnings = check_prompt(prompt, getattr(model.text_encoder, "tokenizer", None)) + list(prep.warnings)
     if model.vocabulary is not None:

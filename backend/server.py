@@ -28,9 +28,11 @@ import time
 import traceback
 from pathlib import Path
 
+from aam_seam import limits
 from aam_seam import protocol as proto
 from aam_seam.arrays import read_mesh_file, write_result_file
 from aam_seam.codes import ErrorCode, SeamError
+from aam_seam.limits import MAX_ID_CHARS, MAX_LINE_BYTES
 from aam_seam.stages import Stage
 
 from . import __version__
@@ -80,6 +82,17 @@ class Channel:
                 self.broken = True
                 return False
         return True
+
+
+def read_bounded_line(stream, limit: int = MAX_LINE_BYTES) -> bytes | None:
+    """The next line (b"" at EOF), or None for a line longer than `limit`, which is read to its
+    end in pieces and dropped, so an endless line cannot grow the process."""
+    raw = stream.readline(limit + 1)
+    if len(raw) <= limit or raw.endswith(b"\n"):
+        return raw
+    while raw and not raw.endswith(b"\n"):
+        raw = stream.readline(limit)
+    return None
 
 
 # ----------------------------------------------------------------------------- request files
@@ -252,7 +265,10 @@ class Server:
     # ---- requests
 
     def _read_loop(self, stdin) -> None:
-        for raw in iter(stdin.readline, b""):
+        for raw in iter(lambda: read_bounded_line(stdin), b""):
+            if raw is None:
+                self._refuse(f"a request line longer than {MAX_LINE_BYTES} bytes was dropped unread.")
+                continue
             line = raw.decode("utf-8", errors="replace").strip()
             if not line:
                 continue
@@ -263,13 +279,21 @@ class Server:
                 self.channel.send(proto.Error(code=ErrorCode.PROTOCOL_VERSION, message=str(exc)))
                 continue
             except proto.ProtocolError as exc:
-                log.warning("ignored a malformed request: %s", exc)
-                self.channel.send(proto.Error(code=ErrorCode.BAD_MESSAGE, message=str(exc)))
+                self._refuse(str(exc), exc.id)
                 continue
-            self.handle(message)
+            try:
+                self.handle(message)
+            except Exception as exc:  # one message must never cost the reader: answer and go on
+                log.error("handling a %s message failed:\n%s", message.type, traceback.format_exc())
+                self._refuse(f"the backend could not handle this {message.type} message "
+                             f"({type(exc).__name__}: {exc}).", getattr(message, "id", ""))
             if self.stopping.is_set():
                 return
         self.request_stop("stdin closed (the client is gone)")
+
+    def _refuse(self, text: str, job_id: str = "") -> None:
+        log.warning("refused a request: %s", text)
+        self.channel.send(proto.Error(id=job_id, code=ErrorCode.BAD_MESSAGE, message=text))
 
     def handle(self, message: proto.Message) -> None:
         if isinstance(message, proto.Hello):
@@ -280,9 +304,16 @@ class Server:
                                           devices=available_devices(),
                                           solvers=[s.as_dict() for s in SOLVERS.values()]))
         elif isinstance(message, proto.AnimateRequest):
-            if not message.id:
-                self.channel.send(proto.Error(code=ErrorCode.BAD_REQUEST,
-                                              message="an animate request needs an id."))
+            if not message.id or len(message.id) > MAX_ID_CHARS:
+                self.channel.send(proto.Error(code=ErrorCode.BAD_REQUEST, message=(
+                    f"an animate request needs an id of 1 to {MAX_ID_CHARS} characters.")))
+                return
+            try:
+                limits.check_request_values(seed=message.seed, steps=message.steps,
+                                            num_traj=message.num_traj, guidance=message.guidance,
+                                            prompt=message.prompt)
+            except SeamError as exc:
+                self.channel.send(proto.Error(id=message.id, code=exc.code, message=exc.message))
                 return
             with self._lock:
                 self.queued_ids.add(message.id)

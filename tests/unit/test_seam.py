@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from aam_seam import arrays, codes, protocol, shards, stages
+from aam_seam import arrays, codes, limits, protocol, shards, stages
 from aam_seam.codes import ErrorCode, SeamError
 
 
@@ -123,3 +123,49 @@ def test_shards_round_trip_and_refuse_a_corrupt_file(tmp_path):
     with pytest.raises(SeamError, match="corrupt") as err:
         shards.read_shard(tmp_path / "bad.npz")
     assert err.value.code == "bad_dataset"
+
+
+def test_a_field_of_the_wrong_type_is_refused_and_names_its_job():
+    good = protocol.AnimateRequest(id="j", prompt="p", steps=8, guidance=2, seed=None)
+    assert protocol.parse_line(good.to_line()) == good  # an int is a fine float
+    for fields, word in [({"id": {}}, "'id'"), ({"id": "j", "steps": "8"}, "'steps'"),
+                         ({"id": "j", "steps": True}, "'steps'"), ({"id": "j", "guidance": "2"}, "'guidance'"),
+                         ({"id": "j", "prompt": None}, "'prompt'")]:
+        line = json.dumps({"type": "animate", "v": protocol.PROTOCOL_VERSION, **fields})
+        with pytest.raises(protocol.ProtocolError, match=word) as err:
+            protocol.parse_line(line)
+        assert err.value.id == (fields["id"] if isinstance(fields["id"], str) else "")
+
+
+def test_request_limits_hold_at_their_edges():
+    ok = dict(seed=limits.MAX_SEED, steps=limits.MAX_STEPS, num_traj=limits.MAX_TOKENS, guidance=0,
+              prompt="x" * limits.MAX_PROMPT_CHARS)
+    limits.check_request_values(**ok)
+    limits.check_request_values()  # every default
+    for name, value in [("seed", limits.MAX_SEED + 1), ("seed", -1), ("steps", 1), ("steps", 2.5),
+                        ("num_traj", 0), ("num_traj", limits.MAX_TOKENS + 1), ("guidance", float("inf")),
+                        ("guidance", True), ("prompt", "x" * (limits.MAX_PROMPT_CHARS + 1)),
+                        ("prompt", "bad \udcff byte")]:
+        with pytest.raises(SeamError) as err:
+            limits.check_request_values(**{**ok, name: value})
+        assert err.value.code in ("bad_input", "bad_prompt"), (name, value)
+
+
+def test_npz_headers_are_read_without_loading_and_a_lying_one_is_caught(tmp_path):
+    import io
+    import zipfile
+
+    np.savez(tmp_path / "ok.npz", a=np.zeros((10, 3), np.float32), b=np.zeros(4, np.int64))
+    assert arrays.declared_sizes(tmp_path / "ok.npz") == {"a": 120, "b": 32}
+    np.savez_compressed(tmp_path / "packed.npz", a=np.zeros((1000, 3)))
+    assert arrays.declared_sizes(tmp_path / "packed.npz") == {"a": 24000}
+    with pytest.raises(SeamError, match="limit"):
+        arrays.check_npz_size(tmp_path / "packed.npz", 1000, ErrorCode.BAD_MESH, "mesh")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**9, 3)})
+    with zipfile.ZipFile(tmp_path / "lie.npz", "w") as archive:
+        archive.writestr("vertices.npy", header.getvalue() + bytes(96))
+    with pytest.raises(SeamError, match="declares 24000000000 bytes") as err:
+        arrays.read_mesh_file(tmp_path / "lie.npz")
+    assert err.value.code == "bad_mesh"

@@ -1,0 +1,79 @@
+"""The ranges an animate request must fall in, checked by every door it can come through.
+
+The protocol checks them when it parses a request, the backend's Python API and command line
+before any work, the add-on's settings by their own min / max. One place, so a value the panel
+allows is never refused by the backend and a value the backend refuses never costs a model load.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .codes import ErrorCode, SeamError
+
+MAX_SEED = 2**31 - 1
+MIN_STEPS, MAX_STEPS = 2, 1000
+MIN_TOKENS, MAX_TOKENS = 1, 65536
+MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it
+MAX_ID_CHARS = 128
+# A protocol line: a request with the longest prompt fits many times over; a bigger line is noise
+# or an attack, and is refused before it is parsed.
+MAX_LINE_BYTES = 64 * 1024
+
+
+def _bad(message: str) -> SeamError:
+    return SeamError(ErrorCode.BAD_INPUT, message)
+
+
+def _whole(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"{name} must be a whole number (got {value!r}).")
+    return value
+
+
+def check_seed(seed) -> None:
+    if seed is not None and not 0 <= _whole("seed", seed) <= MAX_SEED:
+        raise _bad(f"seed must be between 0 and {MAX_SEED} (got {seed}).")
+
+
+def check_steps(steps) -> None:
+    if steps is not None and not MIN_STEPS <= _whole("steps", steps) <= MAX_STEPS:
+        raise _bad(f"steps must be between {MIN_STEPS} and {MAX_STEPS} (got {steps}); most runs "
+                   "use 8 to 64.")
+
+
+def check_tokens(num_traj) -> None:
+    if num_traj is not None and not MIN_TOKENS <= _whole("num_traj", num_traj) <= MAX_TOKENS:
+        raise _bad(f"num_traj (tokens) must be between {MIN_TOKENS} and {MAX_TOKENS} (got "
+                   f"{num_traj}); leave it unset to pick it from the vertex count.")
+
+
+def check_guidance(guidance) -> None:
+    if guidance is None:
+        return
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise _bad(f"guidance must be a finite number (got {guidance!r}).")
+    if not 0 <= guidance <= 100:
+        raise _bad(f"guidance must be between 0 and 100 (got {guidance}); the models use 1.5-3.")
+
+
+def check_prompt_text(prompt) -> None:
+    if not isinstance(prompt, str):
+        return  # the prompt checks of each side say what a prompt must be
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise SeamError(ErrorCode.BAD_PROMPT, f"the prompt is {len(prompt)} characters long; at most "
+                        f"{MAX_PROMPT_CHARS} are read. Say what the mesh should do in a sentence.")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes from a command line arrive as lone surrogates
+        raise SeamError(ErrorCode.BAD_PROMPT, "the prompt holds bytes that are not UTF-8 text; type "
+                        "it again (or set the terminal to UTF-8).") from None
+
+
+def check_request_values(*, seed=None, steps=None, num_traj=None, guidance=None, prompt=None) -> None:
+    """Every range above at once (None: the model's default, always allowed)."""
+    check_seed(seed)
+    check_steps(steps)
+    check_tokens(num_traj)
+    check_guidance(guidance)
+    check_prompt_text(prompt)

@@ -15,17 +15,31 @@ def _modules():
 
 def _on_load_pre(*_args):
     # A run in progress belongs to the file being closed: stop it (nothing is written).
-    from . import session
+    from . import session, targets
 
     run = session.active_run()
     if run is not None:
         run.abandon()
+    targets.before_unload()
 
 
 def _on_load_post(*_args):
-    from . import session
+    import bpy
+
+    from . import session, targets
 
     session.forget_queue()  # the next look reads the new file's own queue
+    targets.after_load(bpy.data.filepath)
+
+
+def _on_save_pre(path="", *_args):
+    # Blender passes the path being written (Save As: the new one, while bpy.data.filepath is
+    # still the old one).
+    import bpy
+
+    from . import targets
+
+    targets.before_save(path or bpy.data.filepath)
 
 
 def _handlers():
@@ -34,7 +48,8 @@ def _handlers():
     from bpy.app.handlers import persistent
 
     return ((bpy.app.handlers.load_pre, persistent(_on_load_pre)),
-            (bpy.app.handlers.load_post, persistent(_on_load_post)))
+            (bpy.app.handlers.load_post, persistent(_on_load_post)),
+            (bpy.app.handlers.save_pre, persistent(_on_save_pre)))
 
 
 _registered_handlers = []

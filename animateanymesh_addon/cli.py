@@ -247,13 +247,7 @@ def write_output(out: Path, objects, cache_dir: str) -> None:
     import bpy
 
     if out.suffix.lower() == ".blend":
-        if cache_dir:
-            from . import targets
-
-            for obj in objects:  # relative paths: the .blend and its files move together
-                target, record = targets.target_of(obj)
-                if target is not None:
-                    target.make_paths_relative(obj, record, out.parent)
+        # the add-on's save handler points every cache at the output's own folder, relatively
         bpy.ops.wm.save_as_mainfile(filepath=str(out), copy=True, check_existing=False)
         return
     from .export import export_animation

@@ -258,6 +258,12 @@ def mesh_cache_settings(timeline: Timeline) -> dict:
     return {"frame_start": float(timeline.frame_start) * scale, "frame_scale": scale}
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the mask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_pc2(path, frames, *, start_frame: float = 0.0, sample_rate: float = 1.0) -> Path:
     """Write (T, N, 3) frames as a PC2 file; returns the path.
 
@@ -276,9 +282,14 @@ def write_pc2(path, frames, *, start_frame: float = 0.0, sample_rate: float = 1.
     body = f.astype("<f4", copy=False)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); a cache is read by render nodes and other
+        # artists, so it gets the permissions any new file of this user gets.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(header)
             fh.write(memoryview(body).cast("B"))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -22,6 +22,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 
+import bpy
 import numpy as np
 
 from .. import blender_writeback as bw
@@ -67,8 +68,14 @@ class Target:
     def read_frames(self, obj, record: dict) -> np.ndarray:
         raise NotImplementedError
 
-    def make_paths_relative(self, obj, record: dict, blend_folder) -> None:
-        """Point the files this target keeps at paths relative to a .blend saved in `blend_folder`."""
+    def prepare_save(self, obj, record: dict, blend_path: str) -> None:
+        """Before the open file is saved to `blend_path`: make what `obj` needs travel with it."""
+
+    def after_load(self, blend_path: str) -> None:
+        """A file was opened (undo history is empty): tidy what only older states needed."""
+
+    def before_unload(self) -> None:
+        """The open file is being closed: tidy what only this session's states needed."""
 
     def owned_modifiers(self, obj, record: dict) -> list[str]:
         """Modifiers this target added (exporters do not count them as the artist's)."""
@@ -143,6 +150,28 @@ def animation_frames(obj) -> np.ndarray:
         raise wb.WritebackError(f"'{obj.name}' carries no AnimateAnyMesh animation. Fix: animate "
                                 "it first.")
     return wb.as_frames(target.read_frames(obj, record), len(obj.data.vertices))
+
+
+def before_save(blend_path: str) -> None:
+    for obj in bpy.data.objects:
+        if obj.type != "MESH":
+            continue
+        try:
+            target, record = target_of(obj)
+        except wb.WritebackError:
+            continue  # written by a target this version lacks: saved as it is
+        if target is not None:
+            target.prepare_save(obj, record, blend_path)
+
+
+def after_load(blend_path: str) -> None:
+    for target in all_targets():
+        target.after_load(blend_path)
+
+
+def before_unload() -> None:
+    for target in all_targets():
+        target.before_unload()
 
 
 def _import_target_modules() -> None:

@@ -1,14 +1,26 @@
 """Point cache: the frames in a PC2 file, played by a Mesh Cache modifier first in the stack.
 
-Keeps the .blend light (the frames live on disk, next to the output or in the add-on's user
-folder). FBX and glTF cannot carry a point cache, so for their export the frames become
-temporary shape keys (see `export_fallback`).
+Keeps the .blend light. The files travel with the .blend: a saved file keeps its caches in the
+folder `<name>_pointcache/` beside it and points at them with relative paths (`//...`), so the
+.blend and that folder can move together, to a render farm or another artist. Until a file is
+first saved its caches wait in the add-on's user folder; every save copies the caches into the
+saved file's own folder (Save As included) and points the modifiers there.
+
+Files are never deleted while undo could bring back a modifier that reads them: a cache the
+open file no longer uses is removed when a file is opened (undo history starts empty), from that
+file's own folder only, and the waiting files this Blender session wrote are removed when it
+closes the file.
+
+FBX and glTF cannot carry a point cache, so for their export the frames become temporary shape
+keys (see `export_fallback`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -23,6 +35,32 @@ CACHE_MODIFIER_NAME = "AnimateAnyMesh Cache"
 MIN_FRAME_STEP = 0.01  # the fastest the Mesh Cache modifier plays
 _MESH_CACHE_INTERPOLATION = {"LINEAR": "LINEAR", "CONSTANT": "NONE"}
 _TEMP_PREFIX = "AAM"
+CACHE_FOLDER_SUFFIX = "_pointcache"
+_OUR_FILE = re.compile(r"^.+-[0-9a-f]{10}\.pc2$")
+# Caches this Blender session wrote into the user folder for a file not saved yet.
+_waiting_files: set[Path] = set()
+
+
+def cache_folder(blend_path) -> Path:
+    """The folder that travels with a .blend: `<folder>/<name>_pointcache/`."""
+    blend = Path(blend_path)
+    return blend.parent / f"{blend.stem}{CACHE_FOLDER_SUFFIX}"
+
+
+def _blend_relative(path: Path, blend_path: str) -> str:
+    """`path` as Blender stores it for a file saved at `blend_path`: `//...` where it can be."""
+    try:
+        return "//" + Path(os.path.relpath(path, Path(blend_path).parent)).as_posix()
+    except ValueError:  # another drive (Windows): only an absolute path can reach it
+        return str(path)
+
+
+def _default_folder() -> Path:
+    if bpy.data.filepath:
+        return cache_folder(bpy.data.filepath)
+    from .. import session
+
+    return session.user_dir("point_caches")
 
 
 def _safe_file_stem(name: str) -> str:
@@ -61,7 +99,7 @@ def write_point_cache(obj, frames, folder, frame_start: float = 1.0, frame_step:
                         "while it plays.")
     mod = obj.modifiers.new(CACHE_MODIFIER_NAME, "MESH_CACHE")
     mod.cache_format = "PC2"
-    mod.filepath = str(path)
+    mod.filepath = _blend_relative(path, bpy.data.filepath) if bpy.data.filepath else str(path)
     mod.play_mode = "SCENE"
     mod.time_mode = "FRAME"
     mod.deform_mode = "OVERWRITE"
@@ -103,6 +141,54 @@ def _remove_point_cache(obj, record: dict) -> bool:
     obj.modifiers.remove(mod)
     obj.update_tag(refresh={"DATA"})
     return True
+
+
+def keep_with_blend(obj, record: dict, blend_path: str) -> None:
+    """Before `obj` is saved into `blend_path`: its cache goes into that file's own folder (a
+    copy: the file it came from may still use the original) and the modifier points there."""
+    mod = cache_modifier(obj, record)
+    if mod is None or not mod.filepath:
+        return
+    if mod.filepath.startswith("//") and not bpy.data.filepath:
+        return  # made relative to the destination already (the headless CLI does so)
+    source = Path(bpy.path.abspath(mod.filepath)).resolve()
+    target = cache_folder(blend_path).resolve() / source.name
+    if source != target:
+        if not source.is_file():
+            return  # nothing to carry; the panel shows the missing file on read
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)  # the user's umask, not the source's permissions
+    if bpy.data.filepath:
+        # Relative to the file as it is now: saving elsewhere remaps relative paths, so this
+        # lands as `//<name>_pointcache/...` in the saved file.
+        mod.filepath = _blend_relative(target, bpy.data.filepath)
+    else:
+        mod.filepath = str(target)  # a first save stores new paths relative (Blender's default)
+    record["cache_path"] = str(target)
+    bw.store_record(obj, record)
+
+
+def _used_cache_files() -> set[Path]:
+    used = set()
+    for ob in bpy.data.objects:
+        for mod in getattr(ob, "modifiers", ()):
+            if mod.type == "MESH_CACHE" and mod.filepath:
+                used.add(Path(bpy.path.abspath(mod.filepath)).resolve())
+    return used
+
+
+def sweep_unused(folder: Path) -> list[Path]:
+    """Remove the caches in one .blend's own folder that the open file does not use. Only our
+    file names (`<object>-<10 hex>.pc2`), so an artist's own files there stay."""
+    if not folder.is_dir():
+        return []
+    in_use = _used_cache_files()
+    removed = []
+    for path in folder.glob("*.pc2"):
+        if _OUR_FILE.match(path.name) and path.resolve() not in in_use:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _check_step(frame_step: float) -> None:
@@ -164,14 +250,13 @@ class PointCache(Target):
         _check_step(settings.timeline.frame_step)
 
     def write(self, obj, frames, settings: WriteSettings) -> bw.WritebackInfo:
-        folder = settings.cache_dir
-        if not folder:
-            from .. import session
-
-            folder = str(session.user_dir("point_caches"))
-        return write_point_cache(obj, frames, folder, settings.frame_start, settings.frame_step,
+        folder = Path(settings.cache_dir) if settings.cache_dir else _default_folder()
+        info = write_point_cache(obj, frames, folder, settings.frame_start, settings.frame_step,
                                  interpolation=settings.interpolation,
                                  anchor_rest=settings.anchor_rest)
+        if not bpy.data.filepath and not settings.cache_dir:
+            _waiting_files.add(Path(info.cache_path))
+        return info
 
     def remove(self, obj, record: dict) -> bool:
         return _remove_point_cache(obj, record)
@@ -179,11 +264,19 @@ class PointCache(Target):
     def read_frames(self, obj, record: dict) -> np.ndarray:
         return read_point_cache_frames(obj, record)
 
-    def make_paths_relative(self, obj, record: dict, blend_folder) -> None:
-        mod = cache_modifier(obj, record)
-        if mod is not None and mod.filepath and not mod.filepath.startswith("//"):
-            rel = Path(mod.filepath).resolve().relative_to(Path(blend_folder).resolve())
-            mod.filepath = "//" + rel.as_posix()
+    def prepare_save(self, obj, record: dict, blend_path: str) -> None:
+        keep_with_blend(obj, record, blend_path)
+
+    def after_load(self, blend_path: str) -> None:
+        if blend_path:
+            sweep_unused(cache_folder(blend_path))
+
+    def before_unload(self) -> None:
+        in_use = _used_cache_files()
+        for path in list(_waiting_files):
+            if path.resolve() not in in_use:
+                path.unlink(missing_ok=True)
+            _waiting_files.discard(path)
 
     def owned_modifiers(self, obj, record: dict) -> list[str]:
         mod = cache_modifier(obj, record)

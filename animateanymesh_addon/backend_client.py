@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -45,6 +46,31 @@ class BackendError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+# ----------------------------------------------------------------------------- the log
+
+START_MARK = "==== backend start"
+_ERROR_LINE = re.compile(r"(^[A-Za-z_][\w.]*(Error|Exception)\b)|(\bError\b.*:)|(\berror:)")
+
+
+def failure_cause(log_path, tail_bytes: int = 32768) -> str:
+    """The line of the newest backend run's log that says why it stopped (an exception's last
+    line, "No module named numpy"), so the panel can show the cause instead of only the log's
+    path; "" when the log says nothing useful."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - tail_bytes))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    run = text.rsplit(START_MARK, 1)[-1].splitlines()[1:] if START_MARK in text else text.splitlines()
+    for line in reversed(run):
+        line = line.strip()
+        if line and _ERROR_LINE.search(line):
+            return line if len(line) <= 200 else line[:197] + "..."
+    return ""
 
 
 # ----------------------------------------------------------------------------- one process
@@ -442,8 +468,10 @@ class BackendClient:
             self._stop_session(session, polite=False)
 
     def _died_error(self) -> BackendError:
-        return BackendError(ErrorCode.BACKEND_DIED, "the backend stopped unexpectedly; it will "
-                            f"restart on the next Animate. Log: {self.log_path}")
+        cause = failure_cause(self.log_path)
+        said = f" ({cause})" if cause else ""
+        return BackendError(ErrorCode.BACKEND_DIED, f"the backend stopped unexpectedly{said}; it "
+                            f"will restart on the next Animate. Log: {self.log_path}")
 
     def _error_message(self, job_id: str, error: BackendError):
         return protocol.Error(id=job_id, code=error.code, message=error.message)

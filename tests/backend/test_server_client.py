@@ -353,6 +353,8 @@ if mode == "mismatch":
     send(version=VERSION + 1, type="ready", backend_version="9.0")
 elif mode == "broken":
     send(type="error", code="backend_broken", message="torch is missing: run Set up backend again.")
+elif mode == "crash":
+    import numpy_that_was_never_installed  # dies as a half-built environment does
 else:
     send(type="ready", backend_version="0.0-fake", torch_version="none", devices=["cpu"])
     request = json.loads(sys.stdin.readline())
@@ -418,6 +420,13 @@ def test_a_backend_that_cannot_work_says_why(tmp_path):
         c.start(timeout=20)
     assert err.value.code == "backend_broken"
     c.shutdown(timeout=1)
+
+    # A backend that dies on start: the error carries the cause from its log, not only the path.
+    crashing = fake_client(tmp_path, "crash")
+    with pytest.raises(BackendError, match="No module named 'numpy_that_was_never_installed'") as err:
+        crashing.start(timeout=20)
+    assert err.value.code == "backend_died" and str(crashing.log_path) in err.value.message
+    crashing.shutdown(timeout=1)
 
     missing = BackendClient(str(tmp_path / "no-python"), str(REPO), str(tmp_path / "w"), str(tmp_path / "log"))
     with pytest.raises(BackendError, match="Set up backend") as err:

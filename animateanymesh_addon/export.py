@@ -14,6 +14,9 @@ Two facts of those exporters shape it:
 """
 
 import contextlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import bpy
@@ -231,23 +234,43 @@ def export_animation(objects, path, file_format: str | None = None, *,
     if missing and len(missing) < len(objs):
         warnings.append(f"not animated by AnimateAnyMesh: {', '.join(missing)} (exported as they are).")
 
-    try:
-        with _selection(view_layer, objs), _scene_frames(scene, start, end):
-            if fmt == "ALEMBIC":
-                result = _export_alembic(path, start, end)
-            else:
-                warnings += modifier_warnings(objs, fmt, apply_modifiers)
-                with _export_fallbacks(objs, "FBX" if fmt == "FBX" else "glTF", warnings):
-                    if fmt == "FBX":
-                        result = _export_fbx(path, apply_modifiers)
-                    else:
-                        result = _export_gltf(path, fmt, apply_modifiers)
-    except RuntimeError as exc:  # bpy.ops turns an exporter's error report into RuntimeError
-        raise ExportError(f"the {fmt} exporter failed: {exc}") from None
-    if "FINISHED" not in result or not path.is_file():
-        raise ExportError(f"the {fmt} exporter did not write {path} (result {sorted(result)}); "
-                          "see the system console for its message.")
+    with _staging(path) as staged:
+        try:
+            with _selection(view_layer, objs), _scene_frames(scene, start, end):
+                if fmt == "ALEMBIC":
+                    result = _export_alembic(staged, start, end)
+                else:
+                    warnings += modifier_warnings(objs, fmt, apply_modifiers)
+                    with _export_fallbacks(objs, "FBX" if fmt == "FBX" else "glTF", warnings):
+                        if fmt == "FBX":
+                            result = _export_fbx(staged, apply_modifiers)
+                        else:
+                            result = _export_gltf(staged, fmt, apply_modifiers)
+        except RuntimeError as exc:  # bpy.ops turns an exporter's error report into RuntimeError
+            raise ExportError(f"the {fmt} exporter failed: {exc}") from None
+        if "FINISHED" not in result or not staged.is_file():
+            raise ExportError(f"the {fmt} exporter did not write {path} (result {sorted(result)}); "
+                              "see the system console for its message.")
     return warnings
+
+
+@contextlib.contextmanager
+def _staging(path: Path):
+    """The exporter writes into a hidden folder beside `path`, under the final file names (a
+    .gltf names its .bin); only a finished export is moved into place, the main file last, so a
+    failed or cancelled export leaves an earlier file at `path` whole."""
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write in {path.parent} ({exc.strerror or exc}). Fix: choose a "
+                          "writable folder.") from None
+    try:
+        yield staging / path.name
+        main = staging / path.name
+        for part in sorted(staging.iterdir(), key=lambda p: p == main):
+            os.replace(part, path.parent / part.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------ operator

@@ -411,6 +411,30 @@ def scenario_installed_extension(zip_path: str, out_dir: str) -> dict:
     return {"protocol": protocol.PROTOCOL_VERSION, "user_dir": user_dir}
 
 
+def scenario_failed_export_keeps_the_earlier_file(out_dir: str) -> dict:
+    from animateanymesh_addon import export
+    from animateanymesh_addon.targets import shape_keys
+
+    a, _ = build_scene()
+    shape_keys.write_shape_keys(a, trajectory(a, 4))
+    path = Path(out_dir) / "anim.fbx"
+    export.export_animation([a], path)
+    before = path.read_bytes()
+
+    def dies_halfway(staged, _apply):
+        Path(staged).write_bytes(b"Kaydara FBX Binary, cut short")
+        raise RuntimeError("Error: disk full")
+
+    export._export_fbx = dies_halfway
+    try:
+        export.export_animation([a], path)
+        refused = ""
+    except export.ExportError as exc:
+        refused = str(exc)
+    return {"refused": refused, "intact": path.read_bytes() == before,
+            "left": sorted(p.name for p in Path(out_dir).iterdir())}
+
+
 # ------------------------------------------------------------------------------ tests
 
 def test_shape_keys_play_the_trajectory_and_keep_the_artists_data():
@@ -484,3 +508,10 @@ def test_build_fails_loudly_on_an_invalid_package(tmp_path):
         zf.writestr("blender_manifest.toml", manifest)
     with pytest.raises(build.BuildError, match="__init__.py"):
         build.validate(no_init, None)
+
+
+@pytest.mark.blender
+@requires_bpy
+def test_a_failed_export_leaves_the_earlier_file_whole(tmp_path):
+    r = run_in_blender(MODULE, "scenario_failed_export_keeps_the_earlier_file", out_dir=str(tmp_path))
+    assert "disk full" in r["refused"] and r["intact"] and r["left"] == ["anim.fbx"]

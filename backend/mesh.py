@@ -30,6 +30,14 @@ from backend.errors import MeshError
 # zero-extent mesh would not divide by zero (it still collapses, which validate_mesh rejects).
 DENOMINATOR_EPS = np.float32(1e-8)
 
+# The model and the normalisation compute in float32, which holds magnitudes up to about 3.4e38;
+# a float64 coordinate beyond that becomes inf and the run ends in NaN far from the cause.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Below the limit is not enough: the bounding-box centre adds max and min (inf above half the
+# limit), and restoring the animation multiplies normalised positions, which may leave the unit
+# box, by the half extent. 16x headroom keeps both finite, and no real mesh comes near it.
+MAX_COORDINATE = FLOAT32_MAX / 16
+
 
 # ---------------------------------------------------------------------------------------------
 # Input coercion and validation
@@ -132,13 +140,32 @@ def _check_polygons(flat: np.ndarray, lengths: np.ndarray, padded: bool, num_ver
         )
 
 
+def _check_float32_range(verts: np.ndarray) -> None:
+    magnitude = np.abs(verts).max(axis=1)
+    row = int(np.argmax(magnitude))
+    biggest = float(magnitude[row])
+    if biggest <= MAX_COORDINATE:
+        return
+    if biggest > FLOAT32_MAX:
+        what = (f"overflow float32: vertex {row} has a coordinate of magnitude {biggest:.3g}, and "
+                "float32, which the model computes in, holds at most about 3.4e38")
+    else:
+        what = (f"come too close to float32's limit of about 3.4e38: vertex {row} has a "
+                f"coordinate of magnitude {biggest:.3g}, and normalising and animating it in "
+                f"float32 would overflow (coordinates must stay below {MAX_COORDINATE:.2g})")
+    raise MeshError(f"the mesh's coordinates {what}. Fix: scale the mesh down or move it nearer "
+                    "the origin (in Blender: scale the object down and apply the scale, Object > "
+                    "Apply > Scale) and animate again.")
+
+
 def validate_mesh(vertices, faces):
     """Check a mesh before preprocessing; return (vertices float64 (N, 3), faces unchanged).
 
     Faces may be an (M, 3) / (M, 4) / (M, k) integer array (-1 entries are padding) or a list
     of variable-length index sequences (n-gons). No faces at all is allowed (a point cloud);
     the caller is expected to warn. Raises MeshError for: no vertices, NaN/inf coordinates,
-    faces with fewer than 3 vertices, indices out of range, and zero extent (every vertex at
+    coordinates that overflow float32 (or come within 16x of it, see MAX_COORDINATE), faces with
+    fewer than 3 vertices, indices out of range, and zero extent (every vertex at
     the same position, so there is no scale to normalise by).
     """
     verts = _as_vertex_array(vertices)
@@ -153,6 +180,7 @@ def validate_mesh(vertices, faces):
             f"{int(bad[0])}). Fix: repair or delete those vertices in the source mesh (e.g. "
             "Blender: Mesh > Clean Up, or apply the object's transforms)."
         )
+    _check_float32_range(verts)
     flat, lengths, padded = _polygons_from_faces(faces)
     _check_polygons(flat, lengths, padded, n)
     if np.all(verts == verts[0]):

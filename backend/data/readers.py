@@ -222,7 +222,7 @@ class _ArrayBuilders:
         """numpy writes `_reconstruct(ndarray, (0,), b'b')` and sets the real shape, dtype and
         bytes through BUILD; the shape and type given here are ignored, so the empty array is
         all that is ever allocated before the checks."""
-        if subtype is not _NDARRAY:
+        if not isinstance(subtype, _NdarrayName):
             raise self.budget.refuse(f"the pickle rebuilds an array as {subtype!r}",
                                      "pass a DyMesh .bin clip saved with pickle and numpy.")
         return self._guarded(self.multiarray._reconstruct(np.ndarray, (0,), b"b"))
@@ -256,11 +256,16 @@ class _NdarrayName:
     """What `numpy.ndarray` resolves to: only a name for `reconstruct` to recognise. The real
     class would let a pickle call ndarray(shape, dtype) and allocate any size."""
 
+    def __init__(self, budget: _ArrayBudget):
+        self.budget = budget
+
+    def __call__(self, *args, **kwargs):
+        raise self.budget.refuse("the pickle calls numpy.ndarray(...) itself, which numpy's own "
+                                 "pickles never do", "the file is damaged or not a DyMesh .bin "
+                                 "clip; export it again.")
+
     def __repr__(self):
         return "numpy.ndarray"
-
-
-_NDARRAY = _NdarrayName()
 
 
 def _allowed_globals(builders: _ArrayBuilders) -> dict[tuple[str, str], object]:
@@ -270,7 +275,7 @@ def _allowed_globals(builders: _ArrayBuilders) -> dict[tuple[str, str], object]:
     the same bounded stand-ins, so files from either version load.
     """
     table: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "ndarray"): _NdarrayName(builders.budget),
         ("numpy", "dtype"): _DtypeSpec,
         ("_codecs", "encode"): _latin1_bytes,
         ("builtins", "bytes"): _plain_bytes,

@@ -2,6 +2,8 @@
 
     python build.py                    # -> dist/animateanymesh-<version>.zip, validated
     python build.py --blender PATH     # validate with `PATH --command extension validate`
+    python build.py --wheelhouse DIR [--platform TAG] [--python-version 3.11]
+                                       # the backend's wheels for a machine with no internet
 
 Layout of the zip (what Blender expects of an add-on extension: the manifest and __init__.py at
 the top level):
@@ -193,12 +195,35 @@ def build(out_dir: Path, blender: str | None = None) -> Path:
     return out
 
 
+def wheelhouse_command(folder: Path, platform: str = "", python_version: str = "") -> list[str]:
+    """pip's command that downloads every wheel the backend's requirements need into `folder`;
+    Set up Backend installs from that folder with no network (Preferences > Wheelhouse). With a
+    platform tag (win_amd64, macosx_11_0_arm64, manylinux_2_28_x86_64) and a Python version,
+    one online machine prepares the wheels for another kind of machine."""
+    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
+               "--only-binary=:all:", "-r", str(REPO / "requirements.txt"), "-d", str(folder)]
+    if platform:
+        command += ["--platform", platform, "--implementation", "cp"]
+    if python_version:
+        command += ["--python-version", python_version]
+    return command
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=REPO / "dist", help="where the zip goes")
     parser.add_argument("--blender", help="a Blender executable to validate with instead of the "
                                           "validator inside the bpy wheel")
+    parser.add_argument("--wheelhouse", type=Path, default=None,
+                        help="instead of the zip: download the backend's wheels into this folder")
+    parser.add_argument("--platform", default="", help="with --wheelhouse: the target's pip "
+                        "platform tag (default: this machine's)")
+    parser.add_argument("--python-version", default="", help="with --wheelhouse: the target "
+                        "Python, e.g. 3.11 (default: this one)")
     args = parser.parse_args(argv)
+    if args.wheelhouse is not None:
+        args.wheelhouse.mkdir(parents=True, exist_ok=True)
+        return subprocess.call(wheelhouse_command(args.wheelhouse, args.platform, args.python_version))
     try:
         build(args.out_dir, args.blender)
     except BuildError as exc:

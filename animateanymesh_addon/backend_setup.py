@@ -10,6 +10,12 @@ Blender. Three things are decided here:
   which ships `venv` and `ensurepip`);
 * the commands that create it and install the backend's requirements, each run as a child
   process whose output becomes a progress fraction and a status line.
+
+An environment Set up backend made is used only once its last step, an import of the whole
+backend, succeeded and left a marker in it: a set-up that failed, was cancelled or killed leaves
+an incomplete environment, which the preferences offer to repair or remove instead of starting
+a backend that cannot work. Packages come from the index, or with no network at all from a
+wheelhouse folder (`python build.py --wheelhouse DIR`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,15 @@ NOT_SET_UP = ("backend not set up: open Preferences > Add-ons > AnimateAnyMesh >
 # Imported by the check step: the whole inference chain, so a missing package shows up here
 # and not at the first Animate.
 CHECK_SCRIPT = "import torch, backend.pipeline; print('backend ok, torch', torch.__version__)"
+# Written into the environment by the check step, after its imports succeeded.
+VERIFIED_MARKER = "animateanymesh-verified.txt"
+_MARK_SCRIPT = ("import pathlib, sys; pathlib.Path(sys.prefix, {name!r}).write_text({stamp!r}); "
+                "print('environment verified')")
+# pip's words when the index cannot be reached (DNS, refused, timeouts, proxies)
+_NETWORK_LINE = re.compile(r"(Failed to establish a new connection|Temporary failure in name "
+                           r"resolution|Name or service not known|Network is unreachable|Connection "
+                           r"refused|ConnectTimeout|ReadTimeout|ProxyError|Could not fetch URL|"
+                           r"getaddrinfo failed|No route to host)", re.IGNORECASE)
 _VERSION_SCRIPT = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
@@ -70,8 +85,30 @@ def auto_candidates(backend_root, setup_env_dir, environ=None) -> list[Interpret
     return out
 
 
+def requirements_stamp(requirements) -> str:
+    """What an environment was verified against: a new requirements list needs a new set-up."""
+    import hashlib
+
+    return hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:16]
+
+
+def environment_state(env_dir, requirements=None) -> str:
+    """"missing" (nothing there), "incomplete" (made but never verified: a set-up that failed or
+    was stopped), "outdated" (verified against other requirements) or "ready"."""
+    env_dir = Path(env_dir)
+    if not venv_python(env_dir).is_file():
+        return "missing" if not env_dir.exists() or not any(env_dir.iterdir()) else "incomplete"
+    marker = env_dir / VERIFIED_MARKER
+    if not marker.is_file():
+        return "incomplete"
+    if requirements is not None and Path(requirements).is_file():
+        if marker.read_text(encoding="utf-8").strip() != requirements_stamp(requirements):
+            return "outdated"
+    return "ready"
+
+
 def resolve_backend_python(mode: str, explicit: str, backend_root, setup_env_dir,
-                           environ=None) -> Interpreter:
+                           environ=None, requirements=None) -> Interpreter:
     """The interpreter that runs the backend, or SetupError with the fix.
 
     mode "PATH" uses `explicit` only (an error if it is missing: a typo must not silently fall
@@ -88,8 +125,16 @@ def resolve_backend_python(mode: str, explicit: str, backend_root, setup_env_dir
                              "switch it to Auto and run Set up backend.")
         return Interpreter(str(path), "preferences")
     for candidate in auto_candidates(backend_root, setup_env_dir, environ):
-        if Path(candidate.path).is_file():
-            return candidate
+        if not Path(candidate.path).is_file():
+            continue
+        if candidate.source == "Set up backend":
+            state = environment_state(setup_env_dir, requirements)
+            if state != "ready":
+                raise SetupError(f"the backend environment in {setup_env_dir} is {state}"
+                                 f"{' (its set-up did not finish)' if state == 'incomplete' else ''}: "
+                                 "press Repair (Set up backend) or Remove under Preferences > "
+                                 "Add-ons > AnimateAnyMesh.")
+        return candidate
     raise SetupError(NOT_SET_UP)
 
 
@@ -219,24 +264,36 @@ def download_progress(line: str, step: Step) -> float | None:
     return min((files + pct) / total, 0.99)
 
 
-def setup_steps(base_python: list[str], env_dir, requirements, index_url: str = "") -> list[Step]:
-    """Create the environment (unless it exists), install the requirements, check the import."""
+def setup_steps(base_python: list[str], env_dir, requirements, index_url: str = "",
+                wheelhouse: str = "", check_script: str | None = None) -> list[Step]:
+    """Create the environment (unless it exists), install the requirements (from the index, or
+    only from `wheelhouse` when one is given), check the import, mark the environment verified.
+    Any earlier mark is removed now: until the new check passes the environment is not used."""
     env_dir, requirements = Path(env_dir), Path(requirements)
     if not requirements.is_file():
         raise SetupError(f"the requirements list {requirements} is missing: reinstall the extension.")
+    if wheelhouse and not Path(wheelhouse).is_dir():
+        raise SetupError(f"the wheelhouse folder {wheelhouse} does not exist: make one with `python "
+                         "build.py --wheelhouse DIR` on a machine with internet, copy it here, and "
+                         "choose it under Wheelhouse.")
+    (env_dir / VERIFIED_MARKER).unlink(missing_ok=True)
     py = str(venv_python(env_dir))
     steps = []
     if not Path(py).is_file():
         steps.append(Step("Creating the environment", base_python + ["-m", "venv", str(env_dir)]))
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
            "-r", str(requirements)]
-    if index_url:
+    if wheelhouse:
+        pip += ["--no-index", "--find-links", str(wheelhouse)]  # offline: never asks an index
+    elif index_url:
         # e.g. a CUDA build of torch on Windows, where PyPI only has the CPU one
         pip += ["--extra-index-url", index_url]
     steps.append(Step("Installing packages", pip, pip_progress,
                       {"expected": requirement_count(requirements)}))
     # runs with the backend root as cwd and PYTHONPATH (BackgroundTask's cwd)
-    steps.append(Step("Checking the backend", [py, "-c", CHECK_SCRIPT]))
+    steps.append(Step("Checking the backend", [py, "-c", check_script or CHECK_SCRIPT]))
+    steps.append(Step("Marking the environment verified", [py, "-c", _MARK_SCRIPT.format(
+        name=VERIFIED_MARKER, stamp=requirements_stamp(requirements))]))
     return steps
 
 
@@ -268,6 +325,7 @@ class BackgroundTask:
         self.step_fraction = 0.0
         self.last_line = ""
         self.error_line = ""     # the last line that says what went wrong, for the message
+        self.network_line = ""   # a line saying the package index could not be reached
         self.error = ""
         self.started_at: float | None = None
         self._cancel = threading.Event()
@@ -332,10 +390,17 @@ class BackgroundTask:
                 if self._cancel.is_set():
                     break
                 if code != 0:
-                    said = self.error_line or self.last_line
-                    tail = f" ({said})" if said else ""
                     where = f"; the full output is in {self.log_path}" if self.log_path else ""
-                    self.error = f"{step.label} failed with exit status {code}{tail}{where}"
+                    if self.network_line:
+                        # pip goes on to say "no matching distribution", which hides the cause
+                        self.error = (f"{step.label} failed: the package index could not be reached "
+                                      f"({self.network_line}). Connect to the internet, or set "
+                                      "up offline from a wheelhouse folder (Preferences > Wheelhouse)"
+                                      f"{where}")
+                    else:
+                        said = self.error_line or self.last_line
+                        tail = f" ({said})" if said else ""
+                        self.error = f"{step.label} failed with exit status {code}{tail}{where}"
                     self.state = "error"
                     return
                 self.step_fraction = 1.0
@@ -374,6 +439,9 @@ class BackgroundTask:
                 self.last_line = line
                 if _ERROR_LINE.match(line):
                     self.error_line = line
+                found = _NETWORK_LINE.search(line)
+                if found:  # the cause itself, not pip's wrapping of reprs around it
+                    self.network_line = line[found.start():].split("'")[0].split('")')[0][:160]
                 if step.progress is not None:
                     value = step.progress(line, step)
                     if value is not None:

@@ -65,6 +65,10 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
         name="Extra Package Index",
         description="Extra pip index for torch, e.g. a CUDA build on Windows "
                     "(https://download.pytorch.org/whl/cuXXX)")
+    wheelhouse: bpy.props.StringProperty(
+        name="Wheelhouse", subtype="DIR_PATH",
+        description="Set up offline: install the backend's packages only from this folder of "
+                    "wheels (made with `python build.py --wheelhouse DIR` on a machine online)")
     show_advanced: bpy.props.BoolProperty(name="Advanced", default=False)
 
     def draw(self, context):
@@ -79,6 +83,12 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
             col.label(text=f"Using {found.path} ({found.source})", icon="CHECKMARK")
         except backend_setup.SetupError as exc:
             col.label(text=str(exc).split(":")[0], icon="ERROR")
+        state = session.setup_env_state()
+        if state in ("incomplete", "outdated"):
+            row = col.row(align=True)
+            row.label(text=f"The environment Set up Backend made is {state}", icon="ERROR")
+            row.operator("animateanymesh.setup_backend", text="Repair", icon="TOOL_SETTINGS")
+            row.operator("animateanymesh.remove_backend_env", text="Remove", icon="TRASH")
 
         task = session.last_task()
         row = layout.row(align=True)
@@ -94,8 +104,8 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
             if task is not None and task.state == "error":
                 layout.label(text=task.text[:160], icon="ERROR")
         if not session.online_access():
-            layout.label(text="Online access is off (Preferences > System > Network): setup and "
-                              "downloads are disabled", icon="INFO")
+            layout.label(text="Online access is off (Preferences > System > Network): set up from "
+                              "a Wheelhouse (Advanced); downloads are disabled", icon="INFO")
 
         col = layout.column()
         col.use_property_split = True
@@ -116,6 +126,7 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
             col.prop(self, "backend_folder")
             col.prop(self, "setup_python")
             col.prop(self, "torch_index_url")
+            col.prop(self, "wheelhouse")
             col.label(text=f"User data: {session.user_dir()}")
 
 
@@ -134,12 +145,15 @@ class _TaskOperator:
     def task_done(self, context, task) -> None:
         pass
 
+    def needs_network(self, context) -> bool:
+        return True
+
     def _prepare(self, context):
         busy = session.busy_message()
         if busy:
             self.report({"ERROR"}, busy)
             return None
-        if not session.online_access():
+        if self.needs_network(context) and not session.online_access():
             self.report({"ERROR"}, _offline_refusal(self.title))
             return None
         try:
@@ -216,13 +230,17 @@ class ANIMATEANYMESH_OT_setup_backend(_TaskOperator, bpy.types.Operator):
     bl_label = "Set up Backend"
     title = "Set up backend"
 
+    def needs_network(self, context) -> bool:
+        return not session.backend_settings().wheelhouse
+
     def make_task(self, context):
         settings = session.backend_settings()
         root = session.backend_root(settings.backend_folder)
         env_dir = session.setup_env_dir()
         base = backend_setup.find_setup_python(settings.setup_python, backend_setup.blender_python())
+        wheelhouse = bpy.path.abspath(settings.wheelhouse) if settings.wheelhouse else ""
         steps = backend_setup.setup_steps(base, env_dir, session.requirements_file(root),
-                                          settings.torch_index_url)
+                                          settings.torch_index_url, wheelhouse=wheelhouse)
         return backend_setup.BackgroundTask(self.title, steps, cwd=root,
                                             log_path=session.user_dir("logs") / "setup.log")
 
@@ -231,8 +249,10 @@ class ANIMATEANYMESH_OT_setup_backend(_TaskOperator, bpy.types.Operator):
         prefs = session.preferences()
         if prefs is not None:
             settings = session.backend_settings()
+            root = session.backend_root(settings.backend_folder)
             auto = backend_setup.resolve_backend_python(
-                "AUTO", "", session.backend_root(settings.backend_folder), session.setup_env_dir())
+                "AUTO", "", root, session.setup_env_dir(),
+                requirements=session.requirements_file(root))
             if Path(auto.path) == env_python:
                 prefs.python_mode = "AUTO"
             else:  # an env var or a checkout's .venv would win under Auto: name ours explicitly
@@ -262,5 +282,32 @@ class ANIMATEANYMESH_OT_download_official(_TaskOperator, bpy.types.Operator):
                 "Model: Official.")
 
 
+class ANIMATEANYMESH_OT_remove_backend_env(bpy.types.Operator):
+    """Delete the Python environment Set up Backend made (to start over, or free its space)"""
+
+    bl_idname = "animateanymesh.remove_backend_env"
+    bl_label = "Remove Backend Environment"
+
+    @classmethod
+    def poll(cls, context):
+        if session.busy_message():
+            cls.poll_message_set(session.busy_message())
+            return False
+        return session.setup_env_state() != "missing"
+
+    def execute(self, context):
+        import shutil
+
+        env_dir = session.setup_env_dir()
+        session.forget_client()  # it may be running from there
+        shutil.rmtree(env_dir, ignore_errors=True)
+        if env_dir.exists() and any(env_dir.iterdir()):
+            self.report({"ERROR"}, f"could not remove all of {env_dir}: close programs using it "
+                        "and try again.")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Removed the backend environment {env_dir}.")
+        return {"FINISHED"}
+
+
 CLASSES = (AnimateAnyMeshPreferences, ANIMATEANYMESH_OT_setup_backend,
-           ANIMATEANYMESH_OT_download_official)
+           ANIMATEANYMESH_OT_download_official, ANIMATEANYMESH_OT_remove_backend_env)

@@ -107,6 +107,7 @@ class BackendSettings:
     device: str = "AUTO"
     setup_python: str = ""
     torch_index_url: str = ""
+    wheelhouse: str = ""
 
 
 def online_access() -> bool:
@@ -146,9 +147,16 @@ def model_option(choice: str, directory: str) -> str:
 
 def backend_python(settings: BackendSettings | None = None) -> backend_setup.Interpreter:
     settings = settings or backend_settings()
+    root = backend_root(settings.backend_folder)
     return backend_setup.resolve_backend_python(
-        settings.python_mode, settings.python_path, backend_root(settings.backend_folder),
-        setup_env_dir())
+        settings.python_mode, settings.python_path, root, setup_env_dir(),
+        requirements=requirements_file(root))
+
+
+def setup_env_state() -> str:
+    """missing / incomplete / outdated / ready: the environment Set up backend made."""
+    root = backend_root(backend_settings().backend_folder)
+    return backend_setup.environment_state(setup_env_dir(), requirements_file(root))
 
 
 # ----------------------------------------------------------------------------- the client

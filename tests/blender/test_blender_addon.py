@@ -114,6 +114,10 @@ def test_auto_finds_the_env_var_then_the_checkout_venv_then_the_setup_env(tmp_pa
     assert bs.resolve_backend_python("AUTO", "", root, env_dir, environ={}) == bs.Interpreter(
         str(dev), "development .venv")
     dev.unlink()
+    # an environment whose set-up never finished is not used: it is shown as incomplete
+    with pytest.raises(bs.SetupError, match="incomplete .*Repair"):
+        bs.resolve_backend_python("AUTO", "", root, env_dir, environ={})
+    (env_dir / bs.VERIFIED_MARKER).write_text("verified")
     assert bs.resolve_backend_python("AUTO", "", root, env_dir, environ={}).source == "Set up backend"
     custom = tmp_path / "py"
     custom.write_text("")
@@ -152,7 +156,7 @@ def test_setup_steps_and_progress_parsers(tmp_path):
     env_dir = tmp_path / "env"
     steps = bs.setup_steps(["python3.11"], env_dir, req, "https://example.invalid/whl")
     assert [s.label for s in steps] == ["Creating the environment", "Installing packages",
-                                        "Checking the backend"]
+                                        "Checking the backend", "Marking the environment verified"]
     assert steps[0].argv == ["python3.11", "-m", "venv", str(env_dir)]
     assert steps[1].argv[-2:] == ["--extra-index-url", "https://example.invalid/whl"]
     assert str(req) in steps[1].argv and steps[1].argv[0] == str(bs.venv_python(env_dir))
@@ -641,20 +645,25 @@ def scenario_ui_and_offline(zip_path: str, python: str, model_dir: str) -> dict:
 
 
 def scenario_setup_and_download(zip_path: str, python: str, model_dir: str, work: str) -> dict:
-    """Set up backend and Download official weights through their operators, offline: online
-    access is granted by hand (the bpy wheel has it off), the requirements list is empty and the
-    check step only prints, so everything but pip's downloads runs for real."""
+    """Set up backend offline from a wheelhouse (online access off, as in the bpy wheel, and pip
+    pointed at an index nobody answers): the requirements list is one tiny wheel and the check
+    imports it, so everything runs for real but torch's download. Then the environment is made
+    incomplete and removed, and Download official weights runs (online access granted by hand)."""
     import bpy
+
+    from tiny_wheel import tiny_wheel
 
     session, bw, targets = _install(zip_path, python, model_dir)
     setup = sys.modules[PACKAGE + ".backend_setup"]
-    session.online_access = lambda: True
     root = Path(work) / "backend_root"
     root.mkdir()
-    (root / "requirements.txt").write_text("# nothing to download in this test\n")
-    setup.CHECK_SCRIPT = "print('backend ok, torch test')"
+    (root / "requirements.txt").write_text("tinydep==1.0\n")
+    tiny_wheel(Path(work) / "wheelhouse")
+    setup.CHECK_SCRIPT = "import tinydep; print('backend ok, torch test')"
     prefs = session.preferences()
     prefs.python_mode, prefs.backend_folder, prefs.setup_python = "AUTO", str(root), python
+    prefs.wheelhouse = str(Path(work) / "wheelhouse")
+    assert not session.online_access()
 
     assert bpy.ops.animateanymesh.setup_backend() == {"FINISHED"}
     task = session.last_task()
@@ -664,7 +673,20 @@ def scenario_setup_and_download(zip_path: str, python: str, model_dir: str, work
     result = {"state": task.state, "steps": [s.label for s in task.steps], "env_python": str(env_python),
               "exists": env_python.is_file(), "found": [found.path, found.source],
               "mode": prefs.python_mode, "log_has_check": "backend ok, torch test" in log,
-              "under_user_dir": str(env_python).startswith(str(session.user_dir()))}
+              "under_user_dir": str(env_python).startswith(str(session.user_dir())),
+              "env_state": session.setup_env_state()}
+
+    # a set-up that never finished its check: shown as incomplete, not used, then removed
+    (session.setup_env_dir() / setup.VERIFIED_MARKER).unlink()
+    result["incomplete_state"] = session.setup_env_state()
+    try:
+        session.backend_python()
+        result["incomplete_refusal"] = ""
+    except setup.SetupError as exc:
+        result["incomplete_refusal"] = str(exc)
+    assert bpy.ops.animateanymesh.remove_backend_env() == {"FINISHED"}
+    result["after_remove"] = session.setup_env_state()
+    session.online_access = lambda: True
 
     # the download runs the backend's command with the backend we ship; offline it fails and
     # the operator says why, with the line the backend printed
@@ -844,10 +866,16 @@ def test_panels_preferences_and_offline_refusals(blender_args):
 @pytest.mark.slow
 @requires_bpy
 def test_set_up_backend_and_download_run_their_commands(blender_args, tmp_path):
+    from tiny_wheel import NO_NETWORK
+
     r = run_in_blender(MODULE, "scenario_setup_and_download", work=str(tmp_path),
-                       env={"HF_HUB_OFFLINE": "1"}, **blender_args)
-    assert r["state"] == "done" and r["exists"] and r["under_user_dir"] and r["log_has_check"]
-    assert r["steps"] == ["Creating the environment", "Installing packages", "Checking the backend"]
+                       env={"HF_HUB_OFFLINE": "1", **NO_NETWORK}, **blender_args)
+    assert r["state"] == "done" and r["env_state"] == "ready" and r["exists"] and r["under_user_dir"]
+    assert r["log_has_check"]
+    assert r["incomplete_state"] == "incomplete" and "Repair" in r["incomplete_refusal"]
+    assert r["after_remove"] == "missing"
+    assert r["steps"] == ["Creating the environment", "Installing packages", "Checking the backend",
+                          "Marking the environment verified"]
     assert r["env_python"].endswith("backend-env/bin/python") or r["env_python"].endswith("python.exe")
     # Auto now finds the new environment (no checkout .venv beside this backend folder)
     assert r["found"] == [r["env_python"], "Set up backend"] and r["mode"] == "AUTO"

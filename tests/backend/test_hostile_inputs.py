@@ -166,3 +166,33 @@ def test_a_job_that_fails_inside_is_one_line_for_the_user_and_a_traceback_in_the
     assert (reply.type, reply.code, reply.id) == ("error", "internal", "j")
     assert "KeyError" in reply.message and "backend log" in reply.message and "\n" not in reply.message
     assert "Traceback" in caplog.text
+
+
+def test_a_lying_npz_is_refused_within_a_small_memory_limit(tmp_path):
+    """In a child held to 1.5 GB of address space (an allocation of the declared 2 GB would end
+    it in MemoryError): the forged header is refused first, by every reader of mesh files."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from blender_util import REPO
+
+    lying = lying_npz(tmp_path / "lying.npz")
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (1536 * 1024**2, 1536 * 1024**2))
+        sys.path.insert(0, {str(REPO)!r})
+        from aam_seam.arrays import read_mesh_file
+        from aam_seam.codes import SeamError
+        from backend.errors import MeshError
+        from backend.mesh_io import load_mesh
+        for read in (read_mesh_file, load_mesh):
+            try:
+                read({str(lying)!r})
+            except (SeamError, MeshError) as exc:
+                print("refused:", exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("refused:") and "declares" in line]) == 2

@@ -8,6 +8,7 @@ standard library and numpy only: no torch (Blender has none) and no bpy (the bac
     codes      every error code, one enum, and how each half treats them
     limits     the ranges a request must fall in (seed, steps, tokens, prompt, line size)
     stages     the stage names of a job and how they map onto one progress bar
+    atomic     files written whole or not at all (both halves write results)
     arrays     the request mesh and result `.npz` files
     shards     the dataset shard format (training data), written by the backend and by Blender
 """

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically
 from .codes import ErrorCode, SeamError
 
 
@@ -39,21 +40,9 @@ MAX_ARRAY_BYTES = 512 * 1024**2
 
 
 def save_npz_atomically(path: str | os.PathLike, compress: bool = False, **arrays) -> Path:
-    """np.savez to `path` through a temporary file in the same folder, flushed to disk before it
-    is renamed over `path`, so a failed write (full disk, killed process) never leaves a
-    truncated file where a good one was."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".part")
-    try:
-        with open(partial, "wb") as f:  # a file object: np.savez must not append its own suffix
-            (np.savez_compressed if compress else np.savez)(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
+    """np.savez to `path`, whole or not at all (see atomic). A file object, so np.savez does
+    not append its own suffix."""
+    return write_atomically(path, lambda fh: (np.savez_compressed if compress else np.savez)(fh, **arrays))
 
 
 class LyingHeader(ValueError):

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import check_npz_size
+from .atomic import write_atomically
 from .codes import ErrorCode, SeamError
 
 SHARD_FORMAT = "aam-motion-shard"
@@ -90,15 +91,7 @@ def write_shard(path: str | os.PathLike, records: list[dict], compress: bool = F
         "meta": _str_array(metas),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda fh: (np.savez_compressed if compress else np.savez)(fh, **arrays))
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:

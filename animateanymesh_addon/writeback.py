@@ -22,13 +22,12 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .seam import ErrorCode
+from .seam import ErrorCode, atomic
 
 INTERPOLATIONS = ("LINEAR", "CONSTANT")
 
@@ -258,12 +257,6 @@ def mesh_cache_settings(timeline: Timeline) -> dict:
     return {"frame_start": float(timeline.frame_start) * scale, "frame_scale": scale}
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the mask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
 def write_pc2(path, frames, *, start_frame: float = 0.0, sample_rate: float = 1.0) -> Path:
     """Write (T, N, 3) frames as a PC2 file; returns the path.
 
@@ -280,22 +273,12 @@ def write_pc2(path, frames, *, start_frame: float = 0.0, sample_rate: float = 1.
     header = _PC2_HEADER.pack(PC2_MAGIC, PC2_VERSION, f.shape[1], float(start_frame),
                               float(sample_rate), f.shape[0])
     body = f.astype("<f4", copy=False)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); a cache is read by render nodes and other
-        # artists, so it gets the permissions any new file of this user gets.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            fh.write(memoryview(body).cast("B"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    def write(fh):
+        fh.write(header)
+        fh.write(memoryview(body).cast("B"))
+
+    return atomic.write_atomically(path, write)
 
 
 def read_pc2_header(path) -> Pc2Header:

@@ -1,0 +1,107 @@
+"""Hostile and malformed model files end in one clear line, never a traceback, a file read from
+outside the folder given, or a network allocated from a size nobody checked (issue 18: model
+folders, the official importer and its pickles)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from backend.__main__ import main
+from backend.config import RULES, SECTIONS, ModelConfig
+from backend.model_manager import EMBEDDED_DIR
+
+CUBE = """v -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\nv 1 1 1\nv -1 1 1
+f 1 2 3 4\nf 5 8 7 6\nf 1 5 6 2\nf 2 6 7 3\nf 3 7 8 4\nf 5 1 4 8
+"""
+
+
+def one_line_error(err: str) -> str:
+    """The one `error:` line, which ends stderr; fails on a traceback or a second error line."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0] == err.rstrip().splitlines()[-1], err
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- config.json
+
+def edited_model(tiny_model_dir, tmp_path, edit):
+    """A copy of the tiny model whose config.json is `edit(dict)` (or the text edit returns)."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    path = folder / "config.json"
+    edited = edit(json.loads(path.read_text()))
+    path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+    return folder
+
+
+def setting(section, name, value):
+    def edit(config):
+        config[section][name] = value
+        return config
+    return edit
+
+
+@pytest.mark.parametrize("edit, words", [
+    (setting("vae", "dim", "big"), "vae.dim must be a whole number"),
+    (setting("vae", "dim", [256]), "vae.dim must be a whole number"),
+    (setting("vae", "dim", None), "vae.dim must be a whole number"),
+    (setting("vae", "dim", True), "vae.dim must be a whole number"),
+    (setting("vae", "dim", 64.0), "vae.dim must be a whole number"),
+    (setting("vae", "T", -16), "vae.T must be a whole number of at least 1"),
+    (setting("vae", "heads", 0), "vae.heads must be"),
+    (setting("vae", "enc_depth", 5000), "vae.enc_depth must be a whole number from 1 to"),
+    (setting("vae", "num_traj", 0), "vae.num_traj must be a whole number from 1 to 65536"),
+    (setting("vae", "output_dim", 47), "vae.output_dim must be 3 * vae.T = 48"),
+    (setting("vae", "token_sampling", "random"), "vae.token_sampling must be one of"),
+    (setting("flow", "layers", 0), "flow.layers must be"),
+    (setting("flow", "width", -64), "flow.width must be"),
+    (setting("flow", "width", 66), "flow.width must be a multiple of flow.heads"),
+    (setting("flow", "input_channels", 64), "flow.input_channels must be 2 * vae.latent_dim"),
+    (setting("flow", "cond_drop_prob", 2), "flow.cond_drop_prob must be a number from 0 to 1"),
+    (setting("flow", "sentence_conditioning", "yes"), "flow.sentence_conditioning must be true or false"),
+    (setting("stats", "f0_std", float("nan")), "stats.f0_std must be a finite number above 0"),
+    (setting("stats", "ft_std", 0), "stats.ft_std must be a finite number above 0"),
+    (setting("stats", "ft_mean", float("inf")), "stats.ft_mean must be a finite number"),
+    (setting("text", "kind", "gpt-9"), "text.kind must be one of 'clip-sd15', 'minilm'"),
+    (setting("text", "heads", 0), "text.heads must be a whole number of at least 1 for clip-sd15"),
+    (setting("text", "layer_norm_eps", -1e-5), "text.layer_norm_eps must be a finite number above 0"),
+    (setting("text", "intermediate_size", "4x"), "text.intermediate_size must be null or"),
+    (setting("sampler", "steps", 0), "sampler.steps must be a whole number from 2 to 1000"),
+    (setting("sampler", "guidance", -1), "sampler.guidance must be"),
+    (setting("sampler", "solver", 7), "sampler.solver must be a text"),
+    (setting("compat", "pad_to", -1), "compat.pad_to must be"),
+    (lambda c: {**c, "format_version": "1"}, "format_version must be a whole number"),
+    (lambda c: {**c, "name": ["x"]}, "name must be a text"),
+    (lambda c: {**c, "vae": [64]}, "'vae' must be a JSON object of fields, not a list"),
+    (lambda c: {**c, "flow": {**c["flow"], "depth": 3}}, "'flow' has unknown field(s) ['depth']"),
+    (lambda c: [c], "must hold one JSON object, not a list"),
+    (lambda c: '{"vae": {"dim": 64,', "is not valid JSON"),
+])
+def test_a_bad_config_json_is_one_line_naming_the_file_and_field(capsys, tmp_path, tiny_model_dir,
+                                                                 edit, words):
+    folder = edited_model(tiny_model_dir, tmp_path, edit)
+    mesh = tmp_path / "cube.obj"
+    mesh.write_text(CUBE)
+    code = main(["animate", str(mesh), "--prompt", "spin", "--model", str(folder),
+                 "--out", str(tmp_path / "out.npz"), "--device", "cpu"])
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 2
+    assert str(folder / "config.json") in line and words in line, line
+
+
+def test_every_field_of_every_section_is_checked():
+    for section, kind in SECTIONS.items():
+        assert set(RULES[kind]) == {f.name for f in dataclasses.fields(kind)}, section
+
+
+@pytest.mark.parametrize("folder", ["embedded", "imported"])
+def test_the_configs_we_write_load_unchanged(folder, tiny_model_dir):
+    directory = EMBEDDED_DIR if folder == "embedded" else tiny_model_dir
+    stored = json.loads((directory / "config.json").read_text())
+    assert json.loads(ModelConfig.load(directory).to_json()) == stored
+    ModelConfig().check()  # the official sizes, the defaults

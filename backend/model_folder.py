@@ -122,26 +122,58 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> LoadedMod
     """Build the three networks from config.json and load their safetensors, strictly."""
     directory = Path(directory)
     config = ModelConfig.load(directory)
-    vae = DyMeshVAE(config.vae)
-    flow = DyMeshMMDiT(config.flow, config.text.width)
-    text_encoder = build_text_encoder_from_config(config.text, tokenizer_dir=_tokenizer_dir(directory))
-    modules = {"vae": vae, "flow": flow, "text": text_encoder}
+    # The sizes in config.json are checked against the weight files before anything is allocated:
+    # otherwise a config that says dim 100000 builds (and initialises) networks of hundreds of GB
+    # before the weights could say they do not fit.
+    with torch.device("meta"):  # MiniLM brings its own weights: its folder holds no text sizes
+        check_weight_shapes(directory, config, _build_networks(directory, config, weight_parts(config)))
+    modules = _build_networks(directory, config, ("vae", "flow", "text"))
     for part in weight_parts(config):  # one file at a time: a file's tensors go once it is loaded
         state = read_safetensors(directory / WEIGHT_FILES[part])
         check_state_dict(modules[part], state, f"{directory.name}/{WEIGHT_FILES[part]}")
         modules[part].load_state_dict(state, strict=True)
+    vae, flow, text_encoder = modules["vae"], modules["flow"], modules["text"]
     for module in modules.values():
         module.eval().requires_grad_(False).to(device)
     return LoadedModel(config, vae, flow, text_encoder, directory, load_vocabulary(directory))
 
 
+def _build_networks(directory: Path, config: ModelConfig, parts) -> dict[str, nn.Module]:
+    modules = {"vae": DyMeshVAE(config.vae), "flow": DyMeshMMDiT(config.flow, config.text.width)}
+    if "text" in parts:
+        modules["text"] = build_text_encoder_from_config(config.text, tokenizer_dir=_tokenizer_dir(directory))
+    return modules
+
+
+def check_weight_shapes(directory: Path, config: ModelConfig, modules: dict[str, nn.Module]) -> None:
+    """check_state_dict against the shapes in the weight files' headers, no tensor read."""
+    for part in weight_parts(config):
+        shapes = read_safetensors_shapes(directory / WEIGHT_FILES[part])
+        stand_ins = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+        check_state_dict(modules[part], stand_ins, f"{directory.name}/{WEIGHT_FILES[part]}")
+
+
+def read_safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    def shapes():
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+
+    return _read_weights_file(path, shapes)
+
+
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    return _read_weights_file(path, lambda: load_file(str(path)))
+
+
+def _read_weights_file(path: Path, read):
     if not path.is_file():
         raise CheckpointError(f"{path} is missing from the model directory; re-import or re-download the model.")
     try:
-        return load_file(str(path))
+        return read()
     except Exception as exc:
         raise CheckpointError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}. The file is "
                               "truncated or corrupted; re-import or re-download the model.") from None

@@ -9,9 +9,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
+from backend import model_folder
 from backend.__main__ import main
 from backend.config import RULES, SECTIONS, ModelConfig
+from backend.errors import CheckpointError
 from backend.model_manager import EMBEDDED_DIR
 
 CUBE = """v -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\nv 1 1 1\nv -1 1 1
@@ -105,3 +108,29 @@ def test_the_configs_we_write_load_unchanged(folder, tiny_model_dir):
     stored = json.loads((directory / "config.json").read_text())
     assert json.loads(ModelConfig.load(directory).to_json()) == stored
     ModelConfig().check()  # the official sizes, the defaults
+
+
+def vae_built_only_on_meta(monkeypatch, module) -> list[str]:
+    """`module`'s DyMeshVAE, replaced by one that records the device it is built on and stops a
+    real build (of the sizes these tests give, it would not come back)."""
+    built_on = []
+
+    class Spy(module.DyMeshVAE):
+        def __init__(self, config):
+            built_on.append(torch.get_default_device().type)
+            if built_on[-1] != "meta":
+                raise AssertionError(f"DyMeshVAE built for real on {built_on[-1]} with dim {config.dim}")
+            super().__init__(config)
+
+    monkeypatch.setattr(module, "DyMeshVAE", Spy)
+    return built_on
+
+
+def test_sizes_that_do_not_fit_the_weights_are_refused_before_anything_is_allocated(
+        tmp_path, tiny_model_dir, monkeypatch):
+    # a width the checks allow, but networks of terabytes: only the weight files can refuse it
+    folder = edited_model(tiny_model_dir, tmp_path, setting("vae", "dim", 10**6))
+    built_on = vae_built_only_on_meta(monkeypatch, model_folder)
+    with pytest.raises(CheckpointError, match="vae.safetensors does not fit its config"):
+        model_folder.load_model(folder)
+    assert built_on == ["meta"]

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .config import CompatConfig, FlowConfig, LatentStats, ModelConfig, VAEConfig
+from .config import CompatConfig, ModelConfig, VAEConfig, section_from_dict
 from .errors import CheckpointError
 from .model_folder import ModelFolder, check_state_dict, write_model_folder
 from .models.flow import DyMeshMMDiT
@@ -36,6 +37,7 @@ class OfficialLayout:
     flow: Path
     stats: Path
     training_config: Path
+    training: dict = field(default_factory=dict)  # training_config.json as read (a JSON object)
 
 
 def read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -73,13 +75,25 @@ def resolve_official_layout(src: Path, rf_exp: str = "rf_model", rf_epoch: str =
             "checkpoints/ from the official release (files: checkpoints/dvae/dvae_f.pth, "
             "checkpoints/rf_model/rf_epoch_f.pth, checkpoints/rf_model/training_config.json, "
             "checkpoints/dvae_factors/dvae_f.json).")
-    args = json.loads(training_config.read_text()).get("training_args", {})
-    vae_exp = args.get("vae_exp_dependency", "dvae")
-    vae_epoch = args.get("vae_epoch_dependency", "f")
+    training = read_json_object(training_config)
+    for section in ("vae_config", "rf_config"):
+        if section not in training:
+            raise CheckpointError(f"{training_config} has no '{section}'; it is not the official "
+                                  "rf_model/training_config.json.")
+    args = training.get("training_args", {})
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{training_config}: 'training_args' must be a JSON object of fields.")
+    vae_exp = _file_name_part(args.get("vae_exp_dependency", "dvae"), "training_args.vae_exp_dependency",
+                              training_config)
+    vae_epoch = _file_name_part(args.get("vae_epoch_dependency", "f"),
+                                "training_args.vae_epoch_dependency", training_config)
     layout = OfficialLayout(vae=root / vae_exp / f"{vae_exp}_{vae_epoch}.pth",
                             flow=root / rf_exp / f"rf_epoch_{rf_epoch}.pth",
                             stats=root / "dvae_factors" / f"{vae_exp}_{vae_epoch}.json",
-                            training_config=training_config)
+                            training_config=training_config, training=training)
+    for name in ("vae", "stats"):  # the paths the file names; rf_exp and rf_epoch are the user's
+        _inside(root, getattr(layout, name), training_config,
+                "training_args.vae_exp_dependency / vae_epoch_dependency")
     for name in ("vae", "flow", "stats"):
         if not getattr(layout, name).is_file():
             raise CheckpointError(f"{getattr(layout, name)} not found (needed by "
@@ -87,43 +101,95 @@ def resolve_official_layout(src: Path, rf_exp: str = "rf_model", rf_epoch: str =
     return layout
 
 
-def vae_config_from_official(values: dict, state: dict[str, torch.Tensor]) -> VAEConfig:
-    known = {f for f in VAEConfig.__dataclass_fields__}
-    # The official trainer writes `norm_type`, which the model itself never accepted: ignore it.
-    cfg = VAEConfig(**{k: v for k, v in values.items() if k in known})
-    if "heads" not in values or "dim_head" not in values:
-        inner = state["dec_blocks.0.0.attn.to_q.weight"].shape[0]
-        if cfg.heads * cfg.dim_head != inner:
-            raise CheckpointError(f"vae_config names no heads/dim_head and the default 8x64 does not fit "
-                                  f"the weights (inner width {inner}); add them to training_config.json.")
-    return cfg
+def _file_name_part(value, name: str, source: Path) -> str:
+    """A name the config joins into a file path: text, or an epoch number."""
+    text = value if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    if not text or "\0" in text:
+        raise CheckpointError(f"{source}: {name} must be a folder name such as \"dvae\" or an "
+                              f"epoch such as \"f\" (got {json.dumps(value)[:60]}).")
+    return text
+
+
+def _inside(root: Path, path: Path, source: Path, names: str) -> None:
+    """Refuse a path that leaves the checkpoint folder. The names come from a file that came with
+    the weights: an absolute path or `..` in them would make the import read whatever file they
+    point at. Judged on the names, not on where links lead, so a folder whose files are links into
+    a download cache still imports."""
+    base = os.path.normpath(os.path.abspath(root))
+    target = os.path.normpath(os.path.abspath(path))
+    if os.path.commonpath([base, target]) != base:
+        raise CheckpointError(f"{source}: {names} lead outside the checkpoint folder {root} "
+                              f"(to {path}); refused. The official file names a folder inside it, "
+                              "such as \"dvae\".")
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold one object; CheckpointError naming the file otherwise."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); take it from the official release "
+                              "again.") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path} ({exc.strerror or exc}).") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold one JSON object, not a {type(data).__name__}.")
+    return data
+
+
+def check_official_heads(cfg: VAEConfig, values: dict, state: dict[str, torch.Tensor]) -> None:
+    """An official vae_config may leave out heads/dim_head: the defaults must then fit the weights."""
+    if "heads" in values and "dim_head" in values:
+        return
+    probe = "dec_blocks.0.0.attn.to_q.weight"
+    if probe not in state:
+        return  # not a DyMeshVAE's weights at all: the key check names what is missing
+    inner = state[probe].shape[0]
+    if cfg.heads * cfg.dim_head != inner:
+        raise CheckpointError(f"vae_config names no heads/dim_head and the default 8x64 does not fit "
+                              f"the weights (inner width {inner}); add them to training_config.json.")
 
 
 def import_official(src: Path, out: Path, *, clip_config: Path | None = None,
                     tokenizer_dir: Path | None = None, rf_exp: str = "rf_model", rf_epoch: str = "f",
                     pad_to: int = OFFICIAL_PAD_TO, name: str = "official") -> ModelConfig:
     """Convert an official checkpoint folder into our model directory (safetensors + JSON)."""
+    if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 0:
+        raise CheckpointError(f"pad_to must be a whole number of at least 0, 0 for no padding "
+                              f"(got {pad_to!r}).")
     layout = resolve_official_layout(src, rf_exp, rf_epoch)
-    training = json.loads(layout.training_config.read_text())
+    source = str(layout.training_config)
+    # Every small file is checked before the weights (about 1 GB) are read.
+    # Their vae_config also holds `norm_type` and rf_config `use_flash2`, which the networks never
+    # took: ignored, where our own files refuse a field they do not know.
+    vae_values = layout.training["vae_config"]
+    vae_cfg = section_from_dict("vae", vae_values, source, "vae_config", ignore_unknown=True)
+    flow_cfg = section_from_dict("flow", layout.training["rf_config"], source, "rf_config",
+                                 ignore_unknown=True)
+    stats = section_from_dict("stats", read_json_object(layout.stats), str(layout.stats), "",
+                              require_all=True)
     vae_state = read_official_state_dict(layout.vae)
+    check_official_heads(vae_cfg, vae_values, vae_state)
     flow_state, clip_hf = split_text_encoder(read_official_state_dict(layout.flow), layout.flow.name)
 
-    vae_cfg = vae_config_from_official(training.get("vae_config", {}), vae_state)
-    rf_values = training.get("rf_config", {})
-    flow_cfg = FlowConfig(**{k: v for k, v in rf_values.items() if k in FlowConfig.__dataclass_fields__})
     text_cfg = clip_config_from_weights(clip_hf, DEFAULT_HF_PREFIX, clip_config)
-    stats = LatentStats(**json.loads(layout.stats.read_text()))
 
-    check_state_dict(DyMeshVAE(vae_cfg), vae_state, layout.vae.name)
-    check_state_dict(DyMeshMMDiT(flow_cfg, text_cfg.width), flow_state, layout.flow.name)
-    text_encoder = build_text_encoder_from_config(text_cfg)
     text_state = hf_to_open_clip_state_dict(clip_hf, DEFAULT_HF_PREFIX)
-    check_state_dict(text_encoder, text_state, f"{layout.flow.name} (clip_text_model)")
+    # Networks built only to compare shapes: on the meta device they take no memory, whatever
+    # sizes the training config claims.
+    with torch.device("meta"):
+        check_state_dict(DyMeshVAE(vae_cfg), vae_state, layout.vae.name)
+        check_state_dict(DyMeshMMDiT(flow_cfg, text_cfg.width), flow_state, layout.flow.name)
+        check_state_dict(build_text_encoder_from_config(text_cfg), text_state,
+                         f"{layout.flow.name} (clip_text_model)")
 
     config = ModelConfig(
         name=name, vae=vae_cfg, flow=flow_cfg, text=text_cfg, stats=stats,
         compat=CompatConfig(pad_to=pad_to, replace_index_zero=True),
         provenance=f"imported from the official AnimateAnyMesh checkpoint {Path(src).resolve()}")
+    config.check(f"the config imported from {src}")  # never write a folder its reader would refuse
     write_model_folder(out, ModelFolder(
         config, {"vae": vae_state, "flow": flow_state, "text": text_state},
         tokenizer_dir=tokenizer_dir, readme=_provenance_readme(name, src, layout)))

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 
 import pytest
 import torch
 
-from backend import model_folder
+from backend import model_folder, official_import
 from backend.__main__ import main
 from backend.config import RULES, SECTIONS, ModelConfig
 from backend.errors import CheckpointError
 from backend.model_manager import EMBEDDED_DIR
+from backend.official_import import resolve_official_layout
 
 CUBE = """v -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\nv 1 1 1\nv -1 1 1
 f 1 2 3 4\nf 5 8 7 6\nf 1 5 6 2\nf 2 6 7 3\nf 3 7 8 4\nf 5 1 4 8
@@ -134,3 +136,103 @@ def test_sizes_that_do_not_fit_the_weights_are_refused_before_anything_is_alloca
     with pytest.raises(CheckpointError, match="vae.safetensors does not fit its config"):
         model_folder.load_model(folder)
     assert built_on == ["meta"]
+
+
+# ----------------------------------------------------------------------------- the official importer
+
+@pytest.fixture
+def release(tmp_path, fixtures_dir):
+    """A copy of the official-layout fixture to corrupt: (folder, its checkpoints/)."""
+    src = tmp_path / "release"
+    shutil.copytree(fixtures_dir / "official_layout" / "checkpoints", src / "checkpoints")
+    return src, src / "checkpoints"
+
+
+def import_official_cli(capsys, src, tmp_path, fixtures_dir) -> tuple[int, str]:
+    code = main(["import-official", str(src), "--out", str(tmp_path / "imported"),
+                 "--clip-config", str(fixtures_dir / "clip_text_config.json"),
+                 "--tokenizer", str(fixtures_dir / "tokenizer"), "--pad-to", "256"])
+    return code, one_line_error(capsys.readouterr().err)
+
+
+def edit_json(path, edit):
+    edited = edit(json.loads(path.read_text()))
+    path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+
+
+def args(**values):
+    def edit(config):
+        config["training_args"].update(values)
+        return config
+    return edit
+
+
+@pytest.mark.parametrize("file, edit, words", [
+    ("rf_model/training_config.json", lambda c: json.dumps(c)[:70], "is not valid JSON"),
+    ("rf_model/training_config.json", lambda c: "\xff\xfe{}", "is not valid JSON"),
+    ("rf_model/training_config.json", lambda c: [c], "must hold one JSON object, not a list"),
+    ("rf_model/training_config.json", lambda c: {k: v for k, v in c.items() if k != "vae_config"},
+     "has no 'vae_config'"),
+    ("rf_model/training_config.json", lambda c: {**c, "rf_config": "40m"},
+     "'rf_config' must be a JSON object of fields, not a text"),
+    ("rf_model/training_config.json", lambda c: {**c, "training_args": [1]}, "'training_args' must be"),
+    ("rf_model/training_config.json", setting("vae_config", "dim", "big"),
+     "vae_config.dim must be a whole number of at least 1"),
+    ("rf_model/training_config.json", setting("vae_config", "T", -16), "vae_config.T must be"),
+    ("rf_model/training_config.json", setting("rf_config", "width", "wide"),
+     "rf_config.width must be a whole number of at least 1"),
+    ("rf_model/training_config.json", setting("rf_config", "heads", None), "rf_config.heads must be"),
+    ("rf_model/training_config.json", args(vae_exp_dependency=["dvae"]),
+     "training_args.vae_exp_dependency must be a folder name"),
+    ("rf_model/training_config.json", args(vae_epoch_dependency="f\0"),
+     "training_args.vae_epoch_dependency must be"),
+    ("rf_model/training_config.json", args(vae_exp_dependency=".."), "lead outside the checkpoint folder"),
+    ("rf_model/training_config.json", args(vae_exp_dependency="dvae/../../.."), "lead outside"),
+    ("rf_model/training_config.json", args(vae_epoch_dependency="f/../../../../elsewhere"), "lead outside"),
+    ("dvae_factors/dvae_f.json", lambda s: {**s, "scale": 2.0}, "has unknown field(s) ['scale']"),
+    ("dvae_factors/dvae_f.json", lambda s: {k: v for k, v in s.items() if k != "ft_std"}, "lacks ft_std"),
+    ("dvae_factors/dvae_f.json", lambda s: {**s, "f0_std": "1.7"}, "f0_std must be a finite number above 0"),
+    ("dvae_factors/dvae_f.json", lambda s: "NaN", "must hold one JSON object"),
+])
+def test_a_malformed_official_file_is_one_line(capsys, tmp_path, fixtures_dir, release, file, edit, words):
+    src, checkpoints = release
+    edit_json(checkpoints / file, edit)
+    code, line = import_official_cli(capsys, src, tmp_path, fixtures_dir)
+    assert code == 2 and words in line and os.path.basename(file) in line, line
+    assert not (tmp_path / "imported").exists()
+
+
+def test_the_importer_reads_nothing_outside_the_source_folder(capsys, tmp_path, fixtures_dir, release):
+    src, checkpoints = release
+    # The weights sit outside the folder, complete and valid: only the refusal stops their import.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.move(checkpoints / "dvae" / "dvae_f.pth", outside / "loot_f.pth")
+    shutil.move(checkpoints / "dvae_factors" / "dvae_f.json", outside / "loot_f.json")
+    edit_json(checkpoints / "rf_model" / "training_config.json",
+              args(vae_exp_dependency=str(outside / "loot")))
+    code, line = import_official_cli(capsys, src, tmp_path, fixtures_dir)
+    assert code == 2 and "lead outside the checkpoint folder" in line and "refused" in line, line
+    assert not (tmp_path / "imported").exists()
+
+
+def test_the_importer_compares_sizes_with_the_weights_before_allocating(tmp_path, fixtures_dir, release,
+                                                                        monkeypatch):
+    src, checkpoints = release
+    edit_json(checkpoints / "rf_model" / "training_config.json", setting("vae_config", "dim", 10**6))
+    built_on = vae_built_only_on_meta(monkeypatch, official_import)
+    with pytest.raises(CheckpointError, match="dvae_f.pth does not fit its config"):
+        official_import.import_official(src, tmp_path / "imported",
+                                        clip_config=fixtures_dir / "clip_text_config.json")
+    assert built_on == ["meta"] and not (tmp_path / "imported").exists()
+
+
+def test_links_inside_the_folder_still_resolve(tmp_path, release):
+    """A download cache keeps each file once and links it into the folder: a name inside the
+    folder is inside, wherever its link leads."""
+    src, checkpoints = release
+    store = tmp_path / "blobs"
+    store.mkdir()
+    shutil.move(checkpoints / "dvae" / "dvae_f.pth", store / "0123abcd")
+    (checkpoints / "dvae" / "dvae_f.pth").symlink_to(store / "0123abcd")
+    assert resolve_official_layout(src).vae == checkpoints / "dvae" / "dvae_f.pth"

@@ -12,8 +12,14 @@ of our networks as they are.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import pickle
+import pickletools
+import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,12 +52,34 @@ def read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # a raw pickle of a newer protocol draws a warning before the refusal: noise to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle opcodes, wrong file type...
+        text = str(exc)
+        # torch's own message for a refused pickle advises loading it with weights_only=False,
+        # the one thing that would run its code: say what the file is instead. A garbled file is
+        # refused by the same unpickler (its bytes read as unknown opcodes), so only a well-formed
+        # pickle that names a callable is called code.
+        calls = _pickled_calls(path) if _refused_by_safe_loader(exc, text) else None
+        if calls is not None:
+            # the one torch refused, where its message says; else the first that is not one of
+            # the tensor rebuilders every checkpoint names
+            named = re.search(r"GLOBAL ([\w.]+)", text)
+            callee = named.group(1) if named else next(
+                (c for c in calls if c.split(".")[0] not in ("torch", "collections")), None)
+            raise CheckpointError(
+                f"{path.name} holds code that would run on loading"
+                + (f" (a call to {callee})" if callee else "")
+                + "; refused: only tensor-only checkpoints are read. Take the file from the official "
+                "release.") from None
+        first = text.strip().splitlines()[0][:200] if text.strip() else ""
+        if "weights_only" in text:  # never torch's advice to load the file unsafely
+            first = ""
         raise CheckpointError(
-            f"cannot read {path.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. "
-            "The file is truncated, corrupted or not a PyTorch checkpoint (only tensor-only "
-            "checkpoints are accepted); download it again.") from None
+            f"cannot read {path.name}: {type(exc).__name__}{': ' + first if first else ''}. "
+            "The file is truncated, corrupted or not a PyTorch checkpoint; download it again.") from None
     if isinstance(obj, dict) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
     if not isinstance(obj, dict) or not obj:
@@ -62,6 +90,48 @@ def read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path.name}: entry {key!r} is not a tensor; not a model state dict.")
         state[key[len("module."):] if key.startswith("module.") else key] = value
     return state
+
+
+def _refused_by_safe_loader(exc: Exception, text: str) -> bool:
+    """torch's weights-only unpickler refused the pickle (a global or an opcode it does not allow),
+    as against a file it could not read at all."""
+    return isinstance(exc, pickle.UnpicklingError) and ("weights only" in text.lower()
+                                                         or "weights_only" in text)
+
+
+_SCAN_LIMIT = 64 << 20  # the pickle of a torch.save file is its structure only: kilobytes
+
+
+def _pickled_calls(path: Path) -> list[str] | None:
+    """The callables a well-formed pickle names (the bare file, or the data.pkl of a torch.save
+    zip), read with pickletools, which runs nothing; None where it is no complete pickle naming
+    any, which is what a garbled file gives. Names that are not plain dotted words are left out."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((m for m in archive.infolist() if m.filename.endswith("data.pkl")), None)
+                if member is None or member.file_size > _SCAN_LIMIT:
+                    return None
+                data = archive.read(member)
+        else:
+            if path.stat().st_size > _SCAN_LIMIT:
+                return None
+            data = path.read_bytes()
+        calls, recent = [], []
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):  # raises at a malformed opcode
+            if opcode.name in ("GLOBAL", "INST"):
+                calls.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL":  # module and name: the two strings pushed just before
+                calls.append(".".join(recent[-2:]) if len(recent) >= 2 else "")
+            if isinstance(arg, str) and "UNICODE" in opcode.name:
+                recent.append(arg)
+            elif opcode.name not in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"):
+                recent = []
+    except Exception:
+        return None
+    if not calls:
+        return None
+    return [c for c in calls if re.fullmatch(r"[\w.]+", c)]  # nothing raw from the file reaches a terminal
 
 
 def resolve_official_layout(src: Path, rf_exp: str = "rf_model", rf_epoch: str = "f") -> OfficialLayout:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -15,9 +17,9 @@ import torch
 from backend import model_folder, official_import
 from backend.__main__ import main
 from backend.config import RULES, SECTIONS, ModelConfig
-from backend.errors import CheckpointError
+from backend.errors import CheckpointError, UserError
 from backend.model_manager import EMBEDDED_DIR
-from backend.official_import import resolve_official_layout
+from backend.official_import import read_official_state_dict, resolve_official_layout
 
 CUBE = """v -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\nv 1 1 1\nv -1 1 1
 f 1 2 3 4\nf 5 8 7 6\nf 1 5 6 2\nf 2 6 7 3\nf 3 7 8 4\nf 5 1 4 8
@@ -236,3 +238,58 @@ def test_links_inside_the_folder_still_resolve(tmp_path, release):
     shutil.move(checkpoints / "dvae" / "dvae_f.pth", store / "0123abcd")
     (checkpoints / "dvae" / "dvae_f.pth").symlink_to(store / "0123abcd")
     assert resolve_official_layout(src).vae == checkpoints / "dvae" / "dvae_f.pth"
+
+
+# ----------------------------------------------------------------------------- pickles
+
+class RunsCode:
+    """Unpickling this would run a shell command; the test only passes if it never runs."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def assert_refused_as_code(message: str, marker):
+    assert "holds code that would run on loading" in message and "refused" in message, message
+    for misleading in ("weights_only", "False", "corrupt", "truncated"):
+        assert misleading not in message, message
+    assert not marker.exists(), "the pickle ran"
+
+
+def test_a_pickle_that_runs_code_is_refused_for_what_it_is(tmp_path):
+    marker = tmp_path / "pwned"
+    saved = tmp_path / "saved.pth"  # a checkpoint as torch.save writes one (zip, protocol 2)
+    torch.save({"model_state_dict": {"w": torch.zeros(1)}, "extra": RunsCode(marker)}, saved)
+    raw = tmp_path / "raw.pth"  # a bare pickle of a newer protocol, which torch stops at an opcode
+    raw.write_bytes(pickle.dumps({"w": RunsCode(marker)}, protocol=pickle.HIGHEST_PROTOCOL))
+
+    with pytest.raises(CheckpointError) as err:
+        read_official_state_dict(saved)
+    assert_refused_as_code(str(err.value), marker)
+    assert f"a call to {os.system.__module__}.system" in str(err.value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # torch warns about the protocol before it refuses
+        with pytest.raises(CheckpointError) as err:
+            read_official_state_dict(raw)
+    assert_refused_as_code(str(err.value), marker)
+    assert not caught, [str(w.message) for w in caught]
+
+
+def test_a_refused_pickle_in_an_official_folder_is_one_line(capsys, tmp_path, fixtures_dir, release):
+    src, checkpoints = release
+    marker = tmp_path / "pwned"
+    torch.save({"model_state_dict": {"w": torch.zeros(1)}, "extra": RunsCode(marker)},
+               checkpoints / "dvae" / "dvae_f.pth")
+    code, line = import_official_cli(capsys, src, tmp_path, fixtures_dir)
+    assert code == 2 and line.startswith("error: dvae_f.pth holds code"), line
+    assert_refused_as_code(line, marker)
+
+
+def test_a_file_that_is_no_checkpoint_still_says_so(tmp_path):
+    for name, data in [("empty.pth", b""), ("text.pth", b"hello\n"), ("noise.pth", os.urandom(4096))]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError, match="truncated, corrupted or not a PyTorch checkpoint"):
+            read_official_state_dict(tmp_path / name)

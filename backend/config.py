@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from aam_seam.atomic import write_text_atomically
 from aam_seam.limits import MAX_STEPS, MAX_TOKENS, MIN_STEPS, MIN_TOKENS
 
-from .atomic_files import write_text_atomically
 from .errors import CheckpointError
 from .solvers import OFFICIAL_SOLVER
 

@@ -13,12 +13,13 @@ A folder holds safetensors and JSON, nothing executable:
     MODEL_DIR/tokenizer/                optional: vocab.json + merges.txt
     MODEL_DIR/README.md                 optional: provenance or model card
 
-Each file is written atomically (see atomic_files), so a failed write never leaves a truncated
+Each file is written atomically (see aam_seam.atomic), so a failed write never leaves a truncated
 weights file under its real name for the reader to trip over later.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -26,7 +27,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .atomic_files import copy_atomically, write_atomically, write_text_atomically
+from aam_seam.atomic import write_text_atomically, write_through_path
+
 from .config import ModelConfig
 from .errors import CheckpointError
 from .models.flow import DyMeshMMDiT
@@ -94,13 +96,13 @@ def write_weights(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 
     # safetensors refuses non-contiguous tensors, which a converted checkpoint's can be
     tensors = {k: v.detach().contiguous() for k, v in state.items()}
-    write_atomically(path, lambda partial: save_file(tensors, str(partial)))
+    write_through_path(path, lambda partial: save_file(tensors, str(partial)))
 
 
 def _copy_tokenizer(source: Path, target: Path) -> None:
     target.mkdir(exist_ok=True)
     for name in TOKENIZER_FILES:
-        copy_atomically(source / name, target / name)
+        write_through_path(target / name, lambda partial: shutil.copyfile(source / name, partial))
 
 
 # ----------------------------------------------------------------------------- reading

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .atomic_files import write_text_atomically
+from aam_seam.atomic import write_text_atomically
+
 from .errors import CheckpointError
 
 FILE_NAME = "vocabulary.json"

@@ -8,8 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from backend.atomic_files import PARTIAL_SUFFIX
-from backend.config import ModelConfig
+from aam_seam.atomic import PARTIAL_SUFFIX
 from backend.model_folder import (TOKENIZER_DIR, TOKENIZER_FILES, WEIGHT_FILES, ModelFolder, load_model,
                                   read_model_folder, write_model_folder)
 from backend.vocabulary import Vocabulary

@@ -243,6 +243,9 @@ def cmd_import(args) -> int:
     from .official_import import import_official
     from .model_manager import cache_dir
 
+    if args.pad_to < 1:
+        raise UserError(f"--pad-to must be a positive number of points (got {args.pad_to}); the "
+                        "official value is 4096.")
     out = args.out or cache_dir(args.cache) / "models" / "official"
     config = import_official(args.src, out, clip_config=args.clip_config, tokenizer_dir=args.tokenizer,
                              rf_exp=args.rf_exp, rf_epoch=args.rf_epoch, pad_to=args.pad_to)

@@ -293,3 +293,23 @@ def test_a_file_that_is_no_checkpoint_still_says_so(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(UserError, match="truncated, corrupted or not a PyTorch checkpoint"):
             read_official_state_dict(tmp_path / name)
+
+
+@pytest.mark.parametrize("field, value", [("num_attention_heads", "twelve"), ("hidden_size", None),
+                                          ("num_hidden_layers", -2), ("layer_norm_eps", "tiny")])
+def test_a_malformed_clip_text_config_is_one_line(capsys, tmp_path, fixtures_dir, field, value):
+    config = json.loads((fixtures_dir / "clip_text_config.json").read_text())
+    config[field] = value
+    bad = tmp_path / "clip.json"
+    bad.write_text(json.dumps(config))
+    code = main(["import-official", str(fixtures_dir / "official_layout"), "--out", str(tmp_path / "m"),
+                 "--clip-config", str(bad), "--tokenizer", str(fixtures_dir / "tokenizer")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and field in err and err.startswith("error:"), err
+
+
+def test_a_negative_padding_length_is_refused_before_the_import(capsys, tmp_path, fixtures_dir):
+    code = main(["import-official", str(fixtures_dir / "official_layout"), "--out", str(tmp_path / "m"),
+                 "--pad-to", "-5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--pad-to" in err and not (tmp_path / "m").exists()

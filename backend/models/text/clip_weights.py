@@ -48,6 +48,16 @@ class ClipTextConfig:
                 "(a Hugging Face CLIPTextConfig, e.g. SD-1.5's text_encoder/config.json)."
             )
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for name, value in fields.items():
+            if name == "hidden_act":
+                ok = isinstance(value, str)
+            elif name == "layer_norm_eps":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+            else:  # a size: a whole number a network can be built with
+                ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1_000_000
+            if not ok:
+                raise CheckpointError(f"{source}: {name} is {value!r}, which cannot describe this "
+                                      "text encoder. Pass the config.json that belongs to these weights.")
         config = cls(**fields)
         if config.hidden_act != "quick_gelu":
             raise CheckpointError(

@@ -42,7 +42,9 @@ try:
             out["pickled_dtype"] = str(safe_load_pickle(f.read())["vertices"].dtype)
 except DatasetError as exc:
     out = {{"error": str(exc)}}
-out["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# This process's own peak (VmHWM): ru_maxrss would carry over the parent's peak across exec.
+peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+out["maxrss_mib"] = int(peak[0].split()[1]) / 1024 if peak else 0.0
 print(json.dumps(out))
 """
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -676,8 +677,18 @@ def scenario_setup_and_download(zip_path: str, python: str, model_dir: str, work
               "under_user_dir": str(env_python).startswith(str(session.user_dir())),
               "env_state": session.setup_env_state()}
 
-    # a set-up that never finished its check: shown as incomplete, not used, then removed
-    (session.setup_env_dir() / setup.VERIFIED_MARKER).unlink()
+    # Set up again, built as the button builds it, and stopped during its check (what a kill or
+    # Cancel does): the environment shows as incomplete, is not used, and can be removed
+    setup.CHECK_SCRIPT = "import time; time.sleep(60)"
+    operator = bpy.types.ANIMATEANYMESH_OT_setup_backend
+    task = operator.make_task(types.SimpleNamespace(title=operator.title), bpy.context).start()
+    checking = [s.label for s in task.steps].index("Checking the backend")
+    deadline = time.monotonic() + 60
+    while task.step_index < checking and not task.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    task.cancel()
+    result["stopped"] = task.wait(30)
     result["incomplete_state"] = session.setup_env_state()
     try:
         session.backend_python()
@@ -872,7 +883,8 @@ def test_set_up_backend_and_download_run_their_commands(blender_args, tmp_path):
                        env={"HF_HUB_OFFLINE": "1", **NO_NETWORK}, **blender_args)
     assert r["state"] == "done" and r["env_state"] == "ready" and r["exists"] and r["under_user_dir"]
     assert r["log_has_check"]
-    assert r["incomplete_state"] == "incomplete" and "Repair" in r["incomplete_refusal"]
+    assert r["stopped"] == "cancelled" and r["incomplete_state"] == "incomplete"
+    assert "Repair" in r["incomplete_refusal"]
     assert r["after_remove"] == "missing"
     assert r["steps"] == ["Creating the environment", "Installing packages", "Checking the backend",
                           "Marking the environment verified"]

@@ -14,6 +14,9 @@ from .codes import ErrorCode, SeamError
 MAX_SEED = 2**31 - 1
 MIN_STEPS, MAX_STEPS = 2, 1000
 MIN_TOKENS, MAX_TOKENS = 1, 65536
+# A clip's length after retiming: 1000 frames is 40 s at 24 fps; a longer clip is a sequence of
+# takes, and every frame costs N x 12 bytes in each file it crosses.
+MIN_FRAMES, MAX_FRAMES = 2, 1000
 MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it
 MAX_ID_CHARS = 128
 # A protocol line: a request with the longest prompt fits many times over; a bigger line is noise
@@ -48,6 +51,12 @@ def check_tokens(num_traj) -> None:
                    f"{num_traj}); leave it unset to pick it from the vertex count.")
 
 
+def check_frames(frames) -> None:
+    if frames is not None and not MIN_FRAMES <= _whole("frames", frames) <= MAX_FRAMES:
+        raise _bad(f"frames must be between {MIN_FRAMES} and {MAX_FRAMES} (got {frames}); leave it "
+                   "unset for the model's own 16.")
+
+
 def check_guidance(guidance) -> None:
     if guidance is None:
         return
@@ -70,10 +79,12 @@ def check_prompt_text(prompt) -> None:
                         "it again (or set the terminal to UTF-8).") from None
 
 
-def check_request_values(*, seed=None, steps=None, num_traj=None, guidance=None, prompt=None) -> None:
+def check_request_values(*, seed=None, steps=None, num_traj=None, guidance=None, prompt=None,
+                         frames=None) -> None:
     """Every range above at once (None: the model's default, always allowed)."""
     check_seed(seed)
     check_steps(steps)
     check_tokens(num_traj)
+    check_frames(frames)
     check_guidance(guidance)
     check_prompt_text(prompt)

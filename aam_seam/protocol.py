@@ -53,6 +53,7 @@ class AnimateRequest(Message):
     steps: int | None = None
     solver: str | None = None
     num_traj: int | None = None
+    frames: int | None = None        # the clip retimed to this many frames; None: the model's
     device: str = "auto"
     precision: str = "fp32"
 

@@ -16,6 +16,7 @@ starts a fresh process.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -34,7 +35,9 @@ from .seam import ErrorCode, Polygons, SeamError, Stage, arrays, protocol  # noq
 
 log = logging.getLogger("animateanymesh.backend_client")
 
-JOB_OPTIONS = ("model", "seed", "guidance", "steps", "solver", "num_traj", "device", "precision")
+# The request's options, as the protocol declares them (a new option needs no edit here).
+JOB_OPTIONS = tuple(f.name for f in dataclasses.fields(protocol.AnimateRequest)
+                    if f.name not in ("id", "mesh_path", "out_path", "prompt"))
 FINAL_STATES = ("done", "error", "cancelled")
 STALE_JOB_FOLDER_S = 24 * 3600
 

@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .seam import ErrorCode, codes
+from .seam import ErrorCode, codes, limits
 
 INPUTS = {".blend", ".glb", ".gltf", ".fbx", ".obj"}
 OUTPUTS = {".blend", ".fbx", ".abc", ".glb", ".gltf"}
@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "name is refused with the list; default: the model's)")
     a.add_argument("--guidance", type=float, default=0.0, help="guidance (0: the model's default)")
     a.add_argument("--num-traj", type=int, default=0, help="tokens (0: from the vertex count)")
+    length = a.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, default=0,
+                        help="retime the clip to this many frames (0: the model's 16)")
+    length.add_argument("--seconds", type=float, default=0.0,
+                        help="retime the clip to last this long at the scene's frame rate")
+    a.add_argument("--set-range", action="store_true",
+                   help="make the scene's frame range the clip's (saved in a .blend output)")
     a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     modes = write_targets()
     a.add_argument("--mode", choices=list(modes), default=next(iter(modes)),
@@ -106,6 +113,10 @@ def check_args(args) -> None:
         raise UsageError(f"--python {args.python} does not exist.")
     if args.seed < 0 or args.steps < 0 or args.num_traj < 0 or args.guidance < 0:
         raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
+    if args.frames and not limits.MIN_FRAMES <= args.frames <= limits.MAX_FRAMES:
+        raise UsageError(f"--frames must be between {limits.MIN_FRAMES} and {limits.MAX_FRAMES}.")
+    if args.seconds < 0:
+        raise UsageError("--seconds cannot be negative.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():
         raise UsageError(f"--model {args.model}: not default, official, or an existing folder.")
 
@@ -208,6 +219,10 @@ def animate(args) -> int:
         "default", "official") else (args.model.upper(), "")
     s.seed, s.steps, s.guidance, s.num_traj = args.seed, args.steps, args.guidance, args.num_traj
     s.solver = args.solver
+    s.length = "FRAMES" if args.frames else "SECONDS" if args.seconds else "MODEL"
+    s.length_frames = args.frames or s.length_frames
+    s.length_seconds = args.seconds or s.length_seconds
+    s.set_scene_range = args.set_range
     s.device = args.device.upper()
     s.mode = target.name
     s.frame_start, s.timing, s.frame_step = int(args.frame_start), "STEP", args.frame_step

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from dataclasses import asdict, dataclass
 
@@ -35,7 +36,7 @@ from . import blender_writeback as bw
 from . import session, targets
 from . import writeback as wb
 from .backend_client import BackendError
-from .seam import ErrorCode, Polygons, codes, stages
+from .seam import ErrorCode, Polygons, SeamError, codes, limits, stages
 
 
 class AnimateError(Exception):
@@ -56,6 +57,8 @@ class AnimateOptions:
     steps: int | None = None
     solver: str | None = None       # a name from the backend's Ready; None: the model's default
     num_traj: int | None = None     # None: picked from the vertex count
+    frames: int | None = None       # the clip retimed to this many frames; None: the model's
+    set_scene_range: bool = False   # after writing, the scene's frame range becomes the clip's
     device: str = "auto"
     frame_start: float = 1.0
     frame_step: float = 1.0
@@ -67,13 +70,17 @@ class AnimateOptions:
     def job_options(self) -> dict:
         return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
                 "steps": self.steps, "solver": self.solver or None, "num_traj": self.num_traj,
-                "device": self.device}
+                "frames": self.frames or None, "device": self.device}
 
     def write_settings(self) -> targets.WriteSettings:
         return targets.WriteSettings(float(self.frame_start), float(self.frame_step),
                                      anchor_rest=self.keep_rest, cache_dir=self.cache_dir)
 
     def check(self) -> None:
+        try:
+            limits.check_frames(self.frames or None)
+        except SeamError as exc:
+            raise AnimateError(exc.code, exc.message) from None
         if not self.prompt.strip():
             raise AnimateError(ErrorCode.NO_PROMPT, "the prompt is empty: type what the mesh should "
                                "do, e.g. \"a bird flaps its wings\".")
@@ -163,7 +170,7 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
     h = hashlib.sha1()
     inference = {k: v for k, v in asdict(options).items()
                  if k in ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
-                          "device", "together")}
+                          "frames", "device", "together")}
     h.update(json.dumps(inference, sort_keys=True).encode())
     for request in requests:
         for part in request.parts:
@@ -182,6 +189,21 @@ def split_result(request: MeshRequest, frames: np.ndarray) -> dict[str, np.ndarr
 
 
 # ----------------------------------------------------------------------------- write-back
+
+def frame_scene_range(scene, infos) -> None:
+    """The scene's frame range (and preview range, when one is on) becomes the span of the clips
+    just written; a fractional end still shows its last frame."""
+    if not infos:
+        return
+    start = min(math.floor(i.frame_start) for i in infos)
+    end = max(math.ceil(i.frame_end) for i in infos)
+    if start > scene.frame_end:  # Blender keeps start <= end at every assignment
+        scene.frame_end, scene.frame_start = end, start
+    else:
+        scene.frame_start, scene.frame_end = start, end
+    if scene.use_preview_range:
+        scene.frame_preview_start, scene.frame_preview_end = start, end
+
 
 def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
     """Write every object's frames, or nothing: all checks run before the first write."""
@@ -353,6 +375,7 @@ class BatchRun:
         self.state = "pending"
         self.error: tuple[str, str] | None = None
         self.written = 0
+        self.infos: list = []           # what every written item made (for the scene range)
         self.warnings: list[str] = []
         self.item = None
         self.job = None
@@ -468,6 +491,7 @@ class BatchRun:
                     bw.note_warnings(bpy.data.objects.get(info.object_name), job.warnings + info.warnings)
                 self.queue.done(item, job.seed, job.seconds)
                 self.written += 1
+                self.infos += infos
             except AnimateError as exc:
                 self._item_failed(exc.code, exc.message)
         elif job.state == "error":

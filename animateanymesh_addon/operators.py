@@ -20,10 +20,10 @@ from . import batch as batchq
 from . import blender_writeback as bw
 from . import session, targets
 from .backend_setup import SetupError
-from .controller import AnimateError, AnimateOptions, AnimateRun, BatchRun
+from .controller import AnimateError, AnimateOptions, AnimateRun, BatchRun, frame_scene_range
 from .props import MAX_SEED, SOLVER_DESCRIPTION, solver_search
-from .seam import ErrorCode
-from .writeback import WritebackError, frame_step_for_fps
+from .seam import ErrorCode, limits
+from .writeback import WritebackError, frame_step_for_fps, frames_for_seconds
 
 DEVICE_VALUES = {"AUTO": "auto", "CPU": "cpu", "CUDA": "cuda"}
 DEVICE_ITEMS = [("AUTO", "Auto", "The GPU when there is one, else the CPU"),
@@ -52,10 +52,16 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         step = frame_step_for_fps(scene.render.fps / scene.render.fps_base, s.frame_rate)
     else:
         step = s.frame_step
+    if s.length == "FRAMES":
+        frames = s.length_frames
+    elif s.length == "SECONDS":
+        frames = frames_for_seconds(s.length_seconds, scene.render.fps / scene.render.fps_base, step)
+    else:
+        frames = None
     options = AnimateOptions(
         prompt=s.prompt, model=model, seed=s.seed, guidance=s.guidance or None,
         steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None,
-        device=DEVICE_VALUES.get(device, "auto"),
+        frames=frames, set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together)
     return options, device
@@ -241,6 +247,10 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
     steps: bpy.props.IntProperty(name="Steps", min=0, description="0: the model's default", **_skip())
     solver: bpy.props.StringProperty(name="Solver", search=solver_search,
                                      description=SOLVER_DESCRIPTION, **_skip())
+    frames: bpy.props.IntProperty(name="Frames", min=0, max=limits.MAX_FRAMES,
+                                  description="Retime the clip to this many frames; 0: the model's",
+                                  **_skip())
+    set_scene_range: bpy.props.BoolProperty(name="Set Scene Range", **_skip())
     num_traj: bpy.props.IntProperty(name="Tokens", min=0, description="0: from the vertex count",
                                     **_skip())
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, **_skip())
@@ -258,8 +268,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         name="Point Cache Folder", subtype="DIR_PATH", options={"SKIP_SAVE", "HIDDEN"},
         description="Where point caches go (default: the add-on's user folder)")
 
-    _OPTION_NAMES = ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
-                     "frame_start", "frame_step", "mode", "keep_rest", "together")
+    _OPTION_NAMES = ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj", "frames",
+                     "set_scene_range", "frame_start", "frame_step", "mode", "keep_rest", "together")
 
     @classmethod
     def poll(cls, context):
@@ -304,6 +314,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             prompt=self.prompt, model=self.model or "default", seed=self.seed,
             guidance=self.guidance or None, steps=self.steps or None,
             solver=self.solver.strip() or None, num_traj=self.num_traj or None,
+            frames=self.frames or None, set_scene_range=self.set_scene_range,
             device=DEVICE_VALUES[self.device], frame_start=self.frame_start,
             frame_step=self.frame_step, mode=self.mode, keep_rest=self.keep_rest,
             together=self.together, cache_dir=bpy.path.abspath(self.cache_dir) if self.cache_dir else "")
@@ -340,6 +351,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             infos = run.apply()
         except AnimateError as exc:
             return self.refuse(exc.code, exc.message)
+        if run.options.set_scene_range:
+            frame_scene_range(context.scene, infos)
         session.remember_result(run.signature, (run.frames, run.seed, run.warnings))
         self.seed = run.seed if run.seed is not None else self.seed
         for text in run.warnings + [w for info in infos for w in info.warnings]:
@@ -358,7 +371,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         # Redo changes only how the kept result is written; the rest needs another Animate.
         layout = self.layout
         layout.use_property_split = True
-        for name in ("frame_start", "frame_step", "mode", "keep_rest"):
+        for name in ("frame_start", "frame_step", "mode", "keep_rest", "set_scene_range"):
             layout.prop(self, name)
         box = layout.box()
         box.label(text=f"Prompt: {self.prompt}")
@@ -542,6 +555,8 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
                     else ErrorCode.CANCELLED if run.state == "cancelled" else "")
             session.set_outcome(code, summary)
             self.report({"INFO"}, summary)
+        if run.options.set_scene_range:
+            frame_scene_range(context.scene, run.infos)
         redraw(context)
         # Results already written stay, as one undo step; with none, there is nothing to undo.
         return {"FINISHED"} if run.written else {"CANCELLED"}

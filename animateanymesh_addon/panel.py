@@ -66,6 +66,11 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         col.prop(s, "device")
 
         col.separator()
+        col.prop(s, "length")
+        if s.length == "FRAMES":
+            col.prop(s, "length_frames")
+        elif s.length == "SECONDS":
+            col.prop(s, "length_seconds")
         col.prop(s, "frame_start")
         col.prop(s, "timing")
         if s.timing == "RATE":
@@ -74,6 +79,7 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
             col.prop(s, "frame_step")
         col.prop(s, "mode")
         col.prop(s, "keep_rest")
+        col.prop(s, "set_scene_range")
         meshes = [o for o in context.selected_objects if o.type == "MESH"]
         if len(meshes) > 1:
             col.prop(s, "together")

@@ -18,6 +18,11 @@ DEVICE_ITEMS = [
     ("CPU", "CPU", "Always the CPU (slow but needs no GPU memory)"),
     ("CUDA", "CUDA GPU", "An NVIDIA GPU"),
 ]
+LENGTH_ITEMS = [
+    ("MODEL", "Model's", "The model's own clip (16 frames)"),
+    ("FRAMES", "Frames", "Retime the clip to this many frames (smooth in velocity)"),
+    ("SECONDS", "Seconds", "Retime the clip to last this long at the scene's frame rate"),
+]
 TIMING_ITEMS = [
     ("STEP", "Frame Step", "Scene frames between model frames"),
     ("RATE", "Frame Rate", "Frames per second the clip plays at, in the scene's frame rate"),
@@ -56,6 +61,16 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
         name="Tokens", default=0, min=0, max=limits.MAX_TOKENS,
         description="Trajectory tokens the model uses; 0 picks them from the vertex count. Lower "
                     "it when the GPU runs out of memory")
+    length: bpy.props.EnumProperty(name="Length", items=LENGTH_ITEMS, default="MODEL")
+    length_frames: bpy.props.IntProperty(
+        name="Frames", default=48, min=limits.MIN_FRAMES, max=limits.MAX_FRAMES,
+        description="Frames the clip is retimed to")
+    length_seconds: bpy.props.FloatProperty(
+        name="Seconds", default=2.0, min=0.05, soft_max=30.0, unit="TIME_ABSOLUTE",
+        description="How long the clip plays, at the scene's frame rate and the frame step")
+    set_scene_range: bpy.props.BoolProperty(
+        name="Set Scene Range", default=False,
+        description="After animating, the scene's frame range (and preview range) becomes the clip's")
     frame_start: bpy.props.IntProperty(name="Start", default=1,
                                        description="Scene frame of the first model frame")
     timing: bpy.props.EnumProperty(name="Timing", items=TIMING_ITEMS, default="STEP")

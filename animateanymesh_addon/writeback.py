@@ -158,6 +158,15 @@ class Timeline:
         return math.floor(self.frame_start), math.ceil(self.frame_end(num_frames))
 
 
+def frames_for_seconds(seconds: float, scene_fps: float, frame_step: float = 1.0) -> int:
+    """Model frames that make a clip last `seconds` at the scene's rate, one model frame every
+    `frame_step` scene frames (a clip of F frames spans F - 1 steps)."""
+    if not (math.isfinite(seconds) and seconds > 0 and scene_fps > 0 and frame_step > 0):
+        raise WritebackError(f"a clip length of {seconds} s at {scene_fps} fps cannot be played. "
+                             "Fix: give a positive length.")
+    return max(2, round(seconds * scene_fps / frame_step) + 1)
+
+
 def frame_step_for_fps(scene_fps: float, animation_fps: float) -> float:
     """Scene frames per model frame so the clip plays at `animation_fps` in a `scene_fps` scene."""
     for name, value in (("scene_fps", scene_fps), ("animation_fps", animation_fps)):

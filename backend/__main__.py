@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--steps", type=int, default=None, help="solver grid points (official: 64)")
     a.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (official: 3.0)")
     a.add_argument("--num-traj", type=int, default=None, help="latent tokens (default max(512, N/8))")
+    a.add_argument("--frames", type=int, default=None,
+                   help="retime the clip to this many frames (default: the model's 16)")
     a.add_argument("--solver", choices=solver_names(), default=None,
                    help="ODE solver (default: the model's)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -208,6 +210,7 @@ def cmd_animate(args) -> int:
     result = animate(vertices, faces, args.prompt, model=model_dir, seed=args.seed,
                      guidance=args.guidance, steps=args.steps, num_traj=args.num_traj,
                      solver=args.solver, device=args.device, precision=args.precision,
+                     frames=args.frames,
                      progress=ConsoleProgress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from backend.errors import CheckpointError, MeshError, ModelNotFoundError, PromptError
+from backend.errors import CheckpointError, MeshError, ModelNotFoundError, PromptError, UserError
 from backend.mesh_io import save_obj
 from backend.model_folder import load_model
 from backend.pipeline import animate
@@ -188,3 +188,14 @@ def test_import_official_names_missing_files(tmp_path, fixtures_dir):
     (src / "checkpoints" / "dvae" / "dvae_f.pth").unlink()
     with pytest.raises(CheckpointError, match="dvae_f.pth"):
         import_official(src, tmp_path / "out")
+
+
+def test_a_clip_retimed_to_any_length_keeps_the_models_motion(model):
+    verts, faces = quad_grid()
+    take = animate(verts, faces, "a flag waves", model=model, seed=5, **FAST)
+    long = animate(verts, faces, "a flag waves", model=model, seed=5, frames=46, **FAST)
+    assert long.frames.shape == (46, len(verts), 3)
+    # 46 = 15 * 3 + 1: every third frame is one of the model's own
+    np.testing.assert_allclose(long.frames[::3], take.frames, atol=1e-5)
+    with pytest.raises(UserError, match="frames must be between"):
+        animate(verts, faces, "a flag waves", model=model, frames=1, **FAST)

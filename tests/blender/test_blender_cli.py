@@ -102,15 +102,18 @@ def test_obj_to_blend_with_a_point_cache(tiny_model_dir, tmp_path):
     n = write_obj(obj)
     out = tmp_path / "scene.blend"
     # no --python: the add-on's Auto finds this checkout's .venv, as a developer's would
+    # two seconds at the scene's 24 fps with a model frame every 2 scene frames: 25 frames
     proc = run_cli([obj, "--prompt", "a flag waves", "--out", out, "--model", tiny_model_dir, *FAST,
-                    "--mode", "pointcache", "--frame-start", "5", "--frame-step", "2"], tmp_path)
+                    "--mode", "pointcache", "--frame-start", "5", "--frame-step", "2",
+                    "--seconds", "2", "--set-range"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (cache,) = (tmp_path / "scene_pointcache").glob("*.pc2")
     frames, header = wb.read_pc2(cache)
-    assert frames.shape == (16, n, 3)
+    assert frames.shape == (25, n, 3)
     r = run_in_blender(MODULE, "scenario_open_result", blend=str(out))
     assert r["filepath"] == f"//scene_pointcache/{cache.name}"
     assert r["mode"] == "POINT_CACHE" and (r["frame_start"], r["frame_step"]) == (5.0, 2.0)
+    assert r["scene_range"] == [5, 53]  # --set-range: 5 + 24 steps of 2
     np.testing.assert_allclose(r["at_7"], frames[1], rtol=0, atol=1e-5)  # frame 7 = sample 1
 
 
@@ -124,7 +127,8 @@ def scenario_open_result(blend: str) -> dict:
     record = obj["animateanymesh"].to_dict()
     return {"filepath": obj.modifiers[0].filepath, "mode": record["mode"],
             "frame_start": record["frame_start"], "frame_step": record["frame_step"],
-            "at_7": evaluated_positions(obj, 7).tolist()}
+            "at_7": evaluated_positions(obj, 7).tolist(),
+            "scene_range": [bpy.context.scene.frame_start, bpy.context.scene.frame_end]}
 
 
 def scenario_make_blend(path: str, obj_path: str) -> None:

@@ -220,3 +220,13 @@ def test_writeback_imports_without_blender():
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_length_in_seconds_becomes_model_frames_at_the_scene_rate():
+    from animateanymesh_addon.writeback import WritebackError, frames_for_seconds
+
+    assert frames_for_seconds(2.0, 24.0) == 49          # 48 steps of one scene frame
+    assert frames_for_seconds(2.0, 24.0, 2.0) == 25     # a model frame every 2 scene frames
+    assert frames_for_seconds(0.01, 24.0) == 2          # never shorter than a start and an end
+    with pytest.raises(WritebackError, match="positive"):
+        frames_for_seconds(0.0, 24.0)

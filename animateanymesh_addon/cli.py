@@ -23,6 +23,7 @@ input or the command line (the message says what to fix); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -65,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--guidance", type=float, default=0.0, help="guidance (0: the model's default)")
     a.add_argument("--num-traj", type=int, default=0, help="tokens (0: from the vertex count)")
     length = a.add_mutually_exclusive_group()
-    length.add_argument("--frames", type=int, default=0,
-                        help="retime the clip to this many frames (0: the model's 16)")
-    length.add_argument("--seconds", type=float, default=0.0,
+    length.add_argument("--frames", type=int, default=None,
+                        help="retime the clip to this many frames (default: the model's 16)")
+    length.add_argument("--seconds", type=float, default=None,
                         help="retime the clip to last this long at the scene's frame rate")
     a.add_argument("--set-range", action="store_true",
                    help="make the scene's frame range the clip's (saved in a .blend output)")
@@ -113,10 +114,10 @@ def check_args(args) -> None:
         raise UsageError(f"--python {args.python} does not exist.")
     if args.seed < 0 or args.steps < 0 or args.num_traj < 0 or args.guidance < 0:
         raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
-    if args.frames and not limits.MIN_FRAMES <= args.frames <= limits.MAX_FRAMES:
+    if args.frames is not None and not limits.MIN_FRAMES <= args.frames <= limits.MAX_FRAMES:
         raise UsageError(f"--frames must be between {limits.MIN_FRAMES} and {limits.MAX_FRAMES}.")
-    if args.seconds < 0:
-        raise UsageError("--seconds cannot be negative.")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise UsageError("--seconds must be a positive length, e.g. --seconds 2.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():
         raise UsageError(f"--model {args.model}: not default, official, or an existing folder.")
 
@@ -219,9 +220,12 @@ def animate(args) -> int:
         "default", "official") else (args.model.upper(), "")
     s.seed, s.steps, s.guidance, s.num_traj = args.seed, args.steps, args.guidance, args.num_traj
     s.solver = args.solver
-    s.length = "FRAMES" if args.frames else "SECONDS" if args.seconds else "MODEL"
-    s.length_frames = args.frames or s.length_frames
-    s.length_seconds = args.seconds or s.length_seconds
+    s.length = ("FRAMES" if args.frames is not None else "SECONDS" if args.seconds is not None
+                else "MODEL")
+    if args.frames is not None:
+        s.length_frames = args.frames
+    if args.seconds is not None:
+        s.length_seconds = args.seconds
     s.set_scene_range = args.set_range
     s.device = args.device.upper()
     s.mode = target.name

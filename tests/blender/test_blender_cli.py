@@ -203,6 +203,8 @@ def test_user_errors_exit_2_with_the_fix(tiny_model_dir, tmp_path):
         ([obj, "--prompt", " ", "--out", tmp_path / "o.glb"], "--prompt is empty"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--model", tmp_path / "nope"],
          "not default, official, or an existing folder"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--frames", "1"], "--frames must be"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--seconds", "0"], "--seconds must be"),
         # judged after the file is open: Blender runs, no backend starts
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--objects", "Nope"],
          "no object named Nope in sheet.obj; meshes: Sheet"),

@@ -17,6 +17,7 @@ MIN_TOKENS, MAX_TOKENS = 1, 65536
 # A clip's length after retiming: 1000 frames is 40 s at 24 fps; a longer clip is a sequence of
 # takes, and every frame costs N x 12 bytes in each file it crosses.
 MIN_FRAMES, MAX_FRAMES = 2, 1000
+MIN_STRENGTH, MAX_STRENGTH = 0.0, 2.0  # a factor on the motion: 0 stands still, 2 doubles it
 MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it
 MAX_ID_CHARS = 128
 # A protocol line: a request with the longest prompt fits many times over; a bigger line is noise
@@ -57,6 +58,16 @@ def check_frames(frames) -> None:
                    "unset for the model's own 16.")
 
 
+def check_strength(strength) -> None:
+    if strength is None:
+        return
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise _bad(f"strength must be a number (got {strength!r}).")
+    if not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+        raise _bad(f"strength must be between {MIN_STRENGTH:g} and {MAX_STRENGTH:g} (got {strength}); "
+                   "1 keeps the motion as the model made it.")
+
+
 def check_guidance(guidance) -> None:
     if guidance is None:
         return
@@ -80,8 +91,9 @@ def check_prompt_text(prompt) -> None:
 
 
 def check_request_values(*, seed=None, steps=None, num_traj=None, guidance=None, prompt=None,
-                         frames=None) -> None:
+                         frames=None, strength=None) -> None:
     """Every range above at once (None: the model's default, always allowed)."""
+    check_strength(strength)
     check_seed(seed)
     check_steps(steps)
     check_tokens(num_traj)

@@ -54,6 +54,7 @@ class AnimateRequest(Message):
     solver: str | None = None
     num_traj: int | None = None
     frames: int | None = None        # the clip retimed to this many frames; None: the model's
+    strength: float | None = None    # a factor on the motion (0-2); None: 1
     device: str = "auto"
     precision: str = "fp32"
 

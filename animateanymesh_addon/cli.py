@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retime the clip to this many frames (default: the model's 16)")
     length.add_argument("--seconds", type=float, default=None,
                         help="retime the clip to last this long at the scene's frame rate")
+    a.add_argument("--strength", type=float, default=1.0,
+                   help="scale the motion, 0 to 2 (1: as the model made it)")
     a.add_argument("--set-range", action="store_true",
                    help="make the scene's frame range the clip's (saved in a .blend output)")
     a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -116,6 +118,9 @@ def check_args(args) -> None:
         raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
     if args.frames is not None and not limits.MIN_FRAMES <= args.frames <= limits.MAX_FRAMES:
         raise UsageError(f"--frames must be between {limits.MIN_FRAMES} and {limits.MAX_FRAMES}.")
+    if not (math.isfinite(args.strength) and limits.MIN_STRENGTH <= args.strength <= limits.MAX_STRENGTH):
+        raise UsageError(f"--strength must be between {limits.MIN_STRENGTH:g} and "
+                         f"{limits.MAX_STRENGTH:g} (1: as the model made it).")
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise UsageError("--seconds must be a positive length, e.g. --seconds 2.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():
@@ -220,6 +225,7 @@ def animate(args) -> int:
         "default", "official") else (args.model.upper(), "")
     s.seed, s.steps, s.guidance, s.num_traj = args.seed, args.steps, args.guidance, args.num_traj
     s.solver = args.solver
+    s.strength = args.strength
     s.length = ("FRAMES" if args.frames is not None else "SECONDS" if args.seconds is not None
                 else "MODEL")
     if args.frames is not None:

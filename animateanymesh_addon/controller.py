@@ -58,6 +58,7 @@ class AnimateOptions:
     solver: str | None = None       # a name from the backend's Ready; None: the model's default
     num_traj: int | None = None     # None: picked from the vertex count
     frames: int | None = None       # the clip retimed to this many frames; None: the model's
+    strength: float = 1.0           # a factor on the motion, 0-2
     set_scene_range: bool = False   # after writing, the scene's frame range becomes the clip's
     device: str = "auto"
     frame_start: float = 1.0
@@ -70,7 +71,8 @@ class AnimateOptions:
     def job_options(self) -> dict:
         return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
                 "steps": self.steps, "solver": self.solver or None, "num_traj": self.num_traj,
-                "frames": self.frames or None, "device": self.device}
+                "frames": self.frames or None, "device": self.device,
+                "strength": None if self.strength == 1.0 else float(self.strength)}
 
     def write_settings(self) -> targets.WriteSettings:
         return targets.WriteSettings(float(self.frame_start), float(self.frame_step),
@@ -79,6 +81,7 @@ class AnimateOptions:
     def check(self) -> None:
         try:
             limits.check_frames(self.frames or None)
+            limits.check_strength(float(self.strength))
         except SeamError as exc:
             raise AnimateError(exc.code, exc.message) from None
         if not self.prompt.strip():
@@ -170,7 +173,7 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
     h = hashlib.sha1()
     inference = {k: v for k, v in asdict(options).items()
                  if k in ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
-                          "frames", "device", "together")}
+                          "frames", "strength", "device", "together")}
     h.update(json.dumps(inference, sort_keys=True).encode())
     for request in requests:
         for part in request.parts:

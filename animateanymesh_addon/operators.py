@@ -61,7 +61,8 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
     options = AnimateOptions(
         prompt=s.prompt, model=model, seed=s.seed, guidance=s.guidance or None,
         steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None,
-        frames=frames, set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
+        frames=frames, strength=s.strength, set_scene_range=s.set_scene_range,
+        device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together)
     return options, device
@@ -251,6 +252,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
                                   description="Retime the clip to this many frames; 0: the model's",
                                   **_skip())
     set_scene_range: bpy.props.BoolProperty(name="Set Scene Range", **_skip())
+    strength: bpy.props.FloatProperty(name="Strength", min=limits.MIN_STRENGTH,
+                                      max=limits.MAX_STRENGTH, default=1.0, **_skip())
     num_traj: bpy.props.IntProperty(name="Tokens", min=0, description="0: from the vertex count",
                                     **_skip())
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, **_skip())
@@ -269,7 +272,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         description="Where point caches go (default: the add-on's user folder)")
 
     _OPTION_NAMES = ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj", "frames",
-                     "set_scene_range", "frame_start", "frame_step", "mode", "keep_rest", "together")
+                     "strength", "set_scene_range", "frame_start", "frame_step", "mode", "keep_rest",
+                     "together")
 
     @classmethod
     def poll(cls, context):
@@ -314,7 +318,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             prompt=self.prompt, model=self.model or "default", seed=self.seed,
             guidance=self.guidance or None, steps=self.steps or None,
             solver=self.solver.strip() or None, num_traj=self.num_traj or None,
-            frames=self.frames or None, set_scene_range=self.set_scene_range,
+            frames=self.frames or None, strength=self.strength, set_scene_range=self.set_scene_range,
             device=DEVICE_VALUES[self.device], frame_start=self.frame_start,
             frame_step=self.frame_step, mode=self.mode, keep_rest=self.keep_rest,
             together=self.together, cache_dir=bpy.path.abspath(self.cache_dir) if self.cache_dir else "")

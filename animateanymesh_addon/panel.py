@@ -62,6 +62,7 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         col.prop(s, "guidance")
         col.prop(s, "steps")
         col.prop(s, "solver")
+        col.prop(s, "strength")
         col.prop(s, "num_traj")
         col.prop(s, "device")
 

@@ -61,6 +61,9 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
         name="Tokens", default=0, min=0, max=limits.MAX_TOKENS,
         description="Trajectory tokens the model uses; 0 picks them from the vertex count. Lower "
                     "it when the GPU runs out of memory")
+    strength: bpy.props.FloatProperty(
+        name="Strength", default=1.0, min=limits.MIN_STRENGTH, max=limits.MAX_STRENGTH,
+        description="Scale the motion: 1 as the model made it, 0 still, 2 twice as far")
     length: bpy.props.EnumProperty(name="Length", items=LENGTH_ITEMS, default="MODEL")
     length_frames: bpy.props.IntProperty(
         name="Frames", default=48, min=limits.MIN_FRAMES, max=limits.MAX_FRAMES,

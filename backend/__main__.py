@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--num-traj", type=int, default=None, help="latent tokens (default max(512, N/8))")
     a.add_argument("--frames", type=int, default=None,
                    help="retime the clip to this many frames (default: the model's 16)")
+    a.add_argument("--strength", type=float, default=None,
+                   help="scale the motion, 0 to 2 (default 1: as the model made it)")
     a.add_argument("--solver", choices=solver_names(), default=None,
                    help="ODE solver (default: the model's)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -210,7 +212,7 @@ def cmd_animate(args) -> int:
     result = animate(vertices, faces, args.prompt, model=model_dir, seed=args.seed,
                      guidance=args.guidance, steps=args.steps, num_traj=args.num_traj,
                      solver=args.solver, device=args.device, precision=args.precision,
-                     frames=args.frames,
+                     frames=args.frames, strength=args.strength,
                      progress=ConsoleProgress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -27,6 +27,7 @@ from .errors import UserError
 from .model_folder import LoadedModel, load_model
 from .models.farthest_point_sampling import sample_token_indices
 from .models.text import check_prompt
+from .motion import scale_motion, weak_take_warning
 from .retime import retime
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
@@ -70,12 +71,13 @@ def default_num_tokens(num_vertices: int, minimum: int = 512) -> int:
 def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             seed: int | None = None, guidance: float | None = None, steps: int | None = None,
             num_traj: int | None = None, solver: str | None = None, device: str | None = None,
-            frames: int | None = None,
+            frames: int | None = None, strength: float | None = None,
             precision: str = "fp32", progress: ProgressFn | None = None,
             cancel: Callable[[], bool] | None = None,
             token_indices: np.ndarray | None = None, noise: np.ndarray | None = None) -> AnimationResult:
     """Animate a mesh from a prompt. Returns frames (T, N, 3) in the input's units and order:
-    the model's own T, or `frames` of them (the same motion retimed, see retime.py).
+    the model's own T, or `frames` of them (the same motion retimed, see retime.py), its motion
+    scaled by `strength` (see motion.py; a take that barely moves gets a warning).
 
     vertices (N, 3); faces: (M, k) array or a list of polygons (quads and n-gons are
     triangulated; no faces animates a point cloud). token_indices / noise inject the random
@@ -84,7 +86,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     check_prompt(prompt, None)  # cheap checks first: fail before loading anything
     try:
         limits.check_request_values(seed=seed, steps=steps, num_traj=num_traj, guidance=guidance,
-                                    prompt=prompt, frames=frames)
+                                    prompt=prompt, frames=frames, strength=strength)
     except SeamError as exc:
         raise UserError(exc.message, code=exc.code) from None
     timings: dict[str, float] = {}
@@ -178,6 +180,11 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     if not np.isfinite(result).all():
         raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
                         "or use precision fp32.", code=ErrorCode.NUMERICAL)
+    weak = weak_take_warning(result)  # judged on the take itself, before any strength
+    if weak:
+        warnings.append(weak)
+    if strength is not None and strength != 1:
+        result = scale_motion(result, float(strength))
     if frames is not None:
         result = retime(result, int(frames))
     return AnimationResult(result.astype(np.float32), int(seed), warnings, timings, k)

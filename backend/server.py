@@ -311,7 +311,8 @@ class Server:
             try:
                 limits.check_request_values(seed=message.seed, steps=message.steps,
                                             num_traj=message.num_traj, guidance=message.guidance,
-                                            prompt=message.prompt, frames=message.frames)
+                                            prompt=message.prompt, frames=message.frames,
+                                            strength=message.strength)
             except SeamError as exc:
                 self.channel.send(proto.Error(id=message.id, code=exc.code, message=exc.message))
                 return
@@ -395,7 +396,8 @@ class Server:
         result = animate(vertices, faces, request.prompt, model=model, seed=request.seed,
                          guidance=request.guidance, steps=request.steps, solver=request.solver,
                          num_traj=request.num_traj, device=str(device), precision=request.precision,
-                         frames=request.frames, progress=progress, cancel=cancelled)
+                         frames=request.frames, strength=request.strength, progress=progress,
+                         cancel=cancelled)
         for text in result.warnings:
             self.channel.send(proto.Notice(id=job_id, message=text))
         progress(Stage.WRITE, 0, 1)

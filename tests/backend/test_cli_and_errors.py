@@ -199,3 +199,12 @@ def test_a_clip_retimed_to_any_length_keeps_the_models_motion(model):
     np.testing.assert_allclose(long.frames[::3], take.frames, atol=1e-5)
     with pytest.raises(UserError, match="frames must be between"):
         animate(verts, faces, "a flag waves", model=model, frames=1, **FAST)
+
+
+def test_strength_scales_the_motion_around_the_first_frame(model):
+    verts, faces = quad_grid()
+    take = animate(verts, faces, "a flag waves", model=model, seed=5, **FAST).frames
+    strong = animate(verts, faces, "a flag waves", model=model, seed=5, strength=2.0, **FAST).frames
+    np.testing.assert_allclose(strong - strong[:1], 2 * (take - take[:1]), atol=1e-5)
+    with pytest.raises(UserError, match="strength must be between"):
+        animate(verts, faces, "a flag waves", model=model, strength=2.5, **FAST)

@@ -155,6 +155,15 @@ def test_round_trip_matches_a_direct_pipeline_call(client, tiny_model):
     assert job.warnings == direct.warnings and any("'wind'" in w for w in job.warnings)
     assert client.garbled_lines == 0  # nothing but protocol lines came through stdout
 
+    # the request's length and strength cross the seam and mean what they mean in the API
+    shaped = client.submit(VERTICES, FACES, PROMPT, model=str(tiny_model), seed=7, frames=31,
+                           strength=0.5, **FAST)
+    collect(shaped)
+    expected = animate(VERTICES, FACES, PROMPT, model=load_model(tiny_model, "cpu"), seed=7,
+                       frames=31, strength=0.5, **FAST)
+    np.testing.assert_allclose(shaped.result_frames(), expected.frames, rtol=0, atol=1e-6)
+    assert shaped.result_frames().shape[0] == 31
+
 
 @pytest.mark.slow
 def test_model_stays_warm_and_shutdown_frees_it(client, tiny_model):

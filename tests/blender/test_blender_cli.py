@@ -105,7 +105,7 @@ def test_obj_to_blend_with_a_point_cache(tiny_model_dir, tmp_path):
     # two seconds at the scene's 24 fps with a model frame every 2 scene frames: 25 frames
     proc = run_cli([obj, "--prompt", "a flag waves", "--out", out, "--model", tiny_model_dir, *FAST,
                     "--mode", "pointcache", "--frame-start", "5", "--frame-step", "2",
-                    "--seconds", "2", "--set-range"], tmp_path)
+                    "--seconds", "2", "--set-range", "--strength", "1.5"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (cache,) = (tmp_path / "scene_pointcache").glob("*.pc2")
     frames, header = wb.read_pc2(cache)
@@ -205,6 +205,7 @@ def test_user_errors_exit_2_with_the_fix(tiny_model_dir, tmp_path):
          "not default, official, or an existing folder"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--frames", "1"], "--frames must be"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--seconds", "0"], "--seconds must be"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--strength", "3"], "--strength must be"),
         # judged after the file is open: Blender runs, no backend starts
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--objects", "Nope"],
          "no object named Nope in sheet.obj; meshes: Sheet"),

@@ -139,13 +139,14 @@ def test_a_field_of_the_wrong_type_is_refused_and_names_its_job():
 
 def test_request_limits_hold_at_their_edges():
     ok = dict(seed=limits.MAX_SEED, steps=limits.MAX_STEPS, num_traj=limits.MAX_TOKENS, guidance=0,
-              prompt="x" * limits.MAX_PROMPT_CHARS, frames=limits.MAX_FRAMES)
+              prompt="x" * limits.MAX_PROMPT_CHARS, frames=limits.MAX_FRAMES, strength=limits.MAX_STRENGTH)
     limits.check_request_values(**ok)
     limits.check_request_values()  # every default
     for name, value in [("seed", limits.MAX_SEED + 1), ("seed", -1), ("steps", 1), ("steps", 2.5),
                         ("num_traj", 0), ("num_traj", limits.MAX_TOKENS + 1), ("guidance", float("inf")),
                         ("guidance", True), ("prompt", "x" * (limits.MAX_PROMPT_CHARS + 1)),
-                        ("prompt", "bad \udcff byte"), ("frames", 1), ("frames", limits.MAX_FRAMES + 1)]:
+                        ("prompt", "bad \udcff byte"), ("frames", 1), ("frames", limits.MAX_FRAMES + 1),
+                        ("strength", -0.1), ("strength", 2.5), ("strength", float("nan"))]:
         with pytest.raises(SeamError) as err:
             limits.check_request_values(**{**ok, name: value})
         assert err.value.code in ("bad_input", "bad_prompt"), (name, value)

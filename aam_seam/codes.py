@@ -1,16 +1,17 @@
 """Every error code either half can report, as one enum.
 
 An error travels as a code for programs (retry or not, which exit status) and a sentence with the
-fix for people. Codes are plain strings on the wire; `ErrorCode` is a str enum, so a member
-compares equal to its string and JSON writes it as one.
+fix for people. Codes are plain strings on the wire; `ErrorCode` is a StrEnum, so a member
+compares and hashes equal to its string (a code read off the wire finds it in the sets below)
+and JSON writes it as one.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     # the input: fixable by the user
     BAD_INPUT = "bad_input"
     BAD_MESH = "bad_mesh"
@@ -47,12 +48,6 @@ class ErrorCode(str, Enum):
     # outcomes that are not failures of one job
     ITEMS_FAILED = "items_failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
-
-    # As the string it is, so a plain code from the wire finds a member in the sets below.
-    __hash__ = str.__hash__
 
 
 # Failures worth another attempt with the same input (a fresh backend process is started).

@@ -6,10 +6,10 @@ phrase. Sampling is nearly all the work, so it takes most of the bar.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     QUEUED = "queued"      # the client's own state until the backend says more
     LOAD = "load"
     PREPARE = "prepare"
@@ -18,11 +18,6 @@ class Stage(str, Enum):
     SAMPLE = "sample"
     DECODE = "decode"
     WRITE = "write"
-
-    def __str__(self) -> str:
-        return self.value
-
-    __hash__ = str.__hash__
 
 
 # (stage, where its share of the bar starts, where it ends, what a person reads)

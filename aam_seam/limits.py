@@ -29,6 +29,12 @@ def _bad(message: str) -> SeamError:
     return SeamError(ErrorCode.BAD_INPUT, message)
 
 
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad(f"{name} must be a finite number (got {value!r}).")
+    return value
+
+
 def _whole(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(f"{name} must be a whole number (got {value!r}).")
@@ -59,21 +65,13 @@ def check_frames(frames) -> None:
 
 
 def check_strength(strength) -> None:
-    if strength is None:
-        return
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise _bad(f"strength must be a number (got {strength!r}).")
-    if not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+    if strength is not None and not MIN_STRENGTH <= _number("strength", strength) <= MAX_STRENGTH:
         raise _bad(f"strength must be between {MIN_STRENGTH:g} and {MAX_STRENGTH:g} (got {strength}); "
                    "1 keeps the motion as the model made it.")
 
 
 def check_guidance(guidance) -> None:
-    if guidance is None:
-        return
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
-        raise _bad(f"guidance must be a finite number (got {guidance!r}).")
-    if not 0 <= guidance <= 100:
+    if guidance is not None and not 0 <= _number("guidance", guidance) <= 100:
         raise _bad(f"guidance must be between 0 and 100 (got {guidance}); the models use 1.5-3.")
 
 

@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from .seam import ErrorCode, codes, limits
+from .seam import ErrorCode, SeamError, codes, limits
 
 INPUTS = {".blend", ".glb", ".gltf", ".fbx", ".obj"}
 OUTPUTS = {".blend", ".fbx", ".abc", ".glb", ".gltf"}
@@ -116,11 +116,11 @@ def check_args(args) -> None:
         raise UsageError(f"--python {args.python} does not exist.")
     if args.seed < 0 or args.steps < 0 or args.num_traj < 0 or args.guidance < 0:
         raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
-    if args.frames is not None and not limits.MIN_FRAMES <= args.frames <= limits.MAX_FRAMES:
-        raise UsageError(f"--frames must be between {limits.MIN_FRAMES} and {limits.MAX_FRAMES}.")
-    if not (math.isfinite(args.strength) and limits.MIN_STRENGTH <= args.strength <= limits.MAX_STRENGTH):
-        raise UsageError(f"--strength must be between {limits.MIN_STRENGTH:g} and "
-                         f"{limits.MAX_STRENGTH:g} (1: as the model made it).")
+    try:  # the request's own ranges, before Blender starts
+        limits.check_frames(args.frames)
+        limits.check_strength(args.strength)
+    except SeamError as exc:
+        raise UsageError(f"--{exc.message}") from None
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise UsageError("--seconds must be a positive length, e.g. --seconds 2.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():

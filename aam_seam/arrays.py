@@ -5,9 +5,10 @@ Request mesh (`mesh.npz`, client -> server):
     faces        (M, k) int, 0-based; or, for mixed polygons,
     faces_flat   (sum of sizes,) int64 corner indices polygon after polygon, with
     face_sizes   (M,) int64 corners per polygon; or no faces at all (a point cloud)
+    mask         optional (N,) float32 weights, 0 pinned .. 1 moves fully
 Result (`out.npz`, server -> client):
-    frames       (T, N, 3) float32 in the request's vertex order
-    seed         0-d int64, the seed that made them
+    takes        (K, T, N, 3) float32 in the request's vertex order, one clip per variation
+    seeds        (K,) int64, the seed that made each take
 
 Files are read with allow_pickle=False (nothing in them can run code) and written whole or not
 at all (a temporary file renamed into place).
@@ -101,9 +102,10 @@ def _load(path: Path, what: str) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- request mesh
 
-def write_mesh_file(path: str | os.PathLike, vertices, faces) -> int:
+def write_mesh_file(path: str | os.PathLike, vertices, faces, mask=None) -> int:
     """Write the request's mesh; returns N. faces: (M, k) ints, a list of polygons, Polygons,
-    or None. Values are not judged here: the backend validates them and names any problem."""
+    or None; mask: None or one weight per vertex. Values are not judged here: the backend
+    validates them and names any problem."""
     verts = np.asarray(vertices)
     if verts.dtype.kind not in "fiu" or verts.ndim != 2 or verts.shape[1] != 3:
         raise SeamError(ErrorCode.BAD_MESH, f"vertices must be an (N, 3) array of numbers, got "
@@ -124,13 +126,15 @@ def write_mesh_file(path: str | os.PathLike, vertices, faces) -> int:
         elif rows:
             arrays["faces_flat"] = np.concatenate(rows).astype(np.int64)
             arrays["face_sizes"] = sizes
+    if mask is not None:
+        arrays["mask"] = np.asarray(mask, dtype=np.float32)
     save_npz_atomically(path, **arrays)
     return int(verts.shape[0])
 
 
-def read_mesh_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """(vertices, faces) of a request mesh; mixed polygons come back as one -1 padded (M, max k)
-    array, which the backend's mesh code reads as polygons."""
+def read_mesh_file(path: str | os.PathLike):
+    """(vertices, faces, mask or None) of a request mesh; mixed polygons come back as one -1
+    padded (M, max k) array, which the backend's mesh code reads as polygons."""
     p = Path(path)
     if not p.is_file():
         raise SeamError(ErrorCode.BAD_REQUEST, f"the mesh file {p} of this request does not exist; "
@@ -139,9 +143,12 @@ def read_mesh_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
     if "vertices" not in arrays:
         raise SeamError(ErrorCode.BAD_MESH, f"the mesh file {p.name} has no 'vertices' array "
                         f"(found: {', '.join(sorted(arrays)) or 'nothing'}).")
+    mask = arrays.get("mask")
     if "faces_flat" in arrays or "face_sizes" in arrays:
-        return arrays["vertices"], padded_polygons(arrays.get("faces_flat"), arrays.get("face_sizes"))
-    return arrays["vertices"], arrays.get("faces")
+        faces = padded_polygons(arrays.get("faces_flat"), arrays.get("face_sizes"))
+    else:
+        faces = arrays.get("faces")
+    return arrays["vertices"], faces, mask
 
 
 def padded_polygons(flat, sizes) -> np.ndarray:
@@ -175,19 +182,24 @@ def padded_polygons(flat, sizes) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- result
 
-def write_result_file(path: str | os.PathLike, frames: np.ndarray, seed: int) -> Path:
-    return save_npz_atomically(path, frames=np.ascontiguousarray(frames, dtype=np.float32),
-                               seed=np.int64(seed))
+def write_result_file(path: str | os.PathLike, takes: np.ndarray, seeds) -> Path:
+    """takes (K, T, N, 3), or one (T, N, 3) clip; seeds: one per take."""
+    takes = np.ascontiguousarray(takes, dtype=np.float32)
+    if takes.ndim == 3:
+        takes = takes[None]
+    return save_npz_atomically(path, takes=takes,
+                               seeds=np.asarray(seeds, dtype=np.int64).reshape(-1))
 
 
-def read_result_file(path: str | os.PathLike, num_vertices: int) -> tuple[np.ndarray, int]:
-    """(frames (T, N, 3) float32, seed), checked against the request's vertex count."""
+def read_result_file(path: str | os.PathLike, num_vertices: int) -> tuple[np.ndarray, list[int]]:
+    """(takes (K, T, N, 3) float32, seeds [K]), checked against the request's vertex count."""
     arrays = _load(Path(path), "result")
-    if "frames" not in arrays or "seed" not in arrays:
+    if "takes" not in arrays or "seeds" not in arrays:
         raise SeamError(ErrorCode.BAD_RESULT, f"the backend's result file {Path(path).name} lacks "
-                        "'frames' or 'seed'; animate again.")
-    frames = np.asarray(arrays["frames"], dtype=np.float32)
-    if frames.ndim != 3 or frames.shape[1:] != (num_vertices, 3):
-        raise SeamError(ErrorCode.BAD_RESULT, f"the backend returned frames of shape {frames.shape} "
-                        f"for a mesh of {num_vertices} vertices; animate again.")
-    return frames, int(arrays["seed"])
+                        "'takes' or 'seeds'; animate again.")
+    takes = np.asarray(arrays["takes"], dtype=np.float32)
+    seeds = [int(s) for s in np.asarray(arrays["seeds"]).reshape(-1)]
+    if takes.ndim != 4 or takes.shape[2:] != (num_vertices, 3) or takes.shape[0] != len(seeds):
+        raise SeamError(ErrorCode.BAD_RESULT, f"the backend returned takes of shape {takes.shape} "
+                        f"with {len(seeds)} seeds for a mesh of {num_vertices} vertices; animate again.")
+    return takes, seeds

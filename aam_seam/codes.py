@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     BAD_INPUT = "bad_input"
     BAD_MESH = "bad_mesh"
     BAD_PROMPT = "bad_prompt"
+    BAD_MASK = "bad_mask"
     BAD_CHECKPOINT = "bad_checkpoint"
     BAD_DATASET = "bad_dataset"
     UNSAFE_DATASET_FILE = "unsafe_dataset_file"
@@ -58,8 +59,8 @@ FATAL = frozenset({ErrorCode.BACKEND_NOT_SET_UP, ErrorCode.BACKEND_NOT_FOUND,
                    ErrorCode.PROTOCOL_VERSION, ErrorCode.BACKEND_BROKEN})
 # Failures the user fixes by changing the input or the settings (a command line exits 2 on them).
 USER_FIXABLE = frozenset({
-    ErrorCode.BAD_INPUT, ErrorCode.BAD_MESH, ErrorCode.BAD_PROMPT, ErrorCode.BAD_CHECKPOINT,
-    ErrorCode.MODEL_NOT_FOUND, ErrorCode.NO_GPU, ErrorCode.OUT_OF_MEMORY, ErrorCode.NUMERICAL,
+    ErrorCode.BAD_INPUT, ErrorCode.BAD_MESH, ErrorCode.BAD_PROMPT, ErrorCode.BAD_MASK,
+    ErrorCode.BAD_CHECKPOINT, ErrorCode.MODEL_NOT_FOUND, ErrorCode.NO_GPU, ErrorCode.OUT_OF_MEMORY, ErrorCode.NUMERICAL,
     ErrorCode.BACKEND_NOT_SET_UP, ErrorCode.WRITEBACK, ErrorCode.EXPORT, ErrorCode.NO_OBJECTS,
     ErrorCode.NO_PROMPT, ErrorCode.EMPTY_MESH, ErrorCode.OBJECT_GONE, ErrorCode.BUSY,
     ErrorCode.NOTHING_QUEUED})

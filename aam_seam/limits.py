@@ -18,6 +18,15 @@ MIN_TOKENS, MAX_TOKENS = 1, 65536
 # takes, and every frame costs N x 12 bytes in each file it crosses.
 MIN_FRAMES, MAX_FRAMES = 2, 1000
 MIN_STRENGTH, MAX_STRENGTH = 0.0, 2.0  # a factor on the motion: 0 stands still, 2 doubles it
+MAX_SEGMENTS = 16   # prompts in one chain, the first included: 16 takes are 15 seconds at 16 fps
+MAX_VARIATIONS = 16  # takes of one request side by side; each costs a copy of the mesh in Blender
+MAX_FALLOFF = 1.0    # a mask's smooth falloff, as a share of the mesh's bounding-box diagonal
+# How a clip is made to loop (the backend's loops module implements each, a test keeps them equal):
+LOOP_METHODS = {
+    "blend": "remove the drift between end and start and blend the velocities across the wrap",
+    "crossfade": "generate one more segment and cross-fade its end into the start (twice the time)",
+}
+DEFAULT_LOOP = "blend"  # chosen by measurement: see the README's loop table
 MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it
 MAX_ID_CHARS = 128
 # A protocol line: a request with the longest prompt fits many times over; a bigger line is noise
@@ -70,6 +79,54 @@ def check_strength(strength) -> None:
                    "1 keeps the motion as the model made it.")
 
 
+def check_then(then) -> None:
+    """The prompts after the first, one per chained segment."""
+    if then is None:
+        return
+    if not isinstance(then, (list, tuple)) or not all(isinstance(p, str) for p in then):
+        raise _bad("the chained prompts (then) must be a list of texts.")
+    if len(then) + 1 > MAX_SEGMENTS:
+        raise _bad(f"a chain holds at most {MAX_SEGMENTS} prompts (got {len(then) + 1}); make a longer "
+                   "clip from several chains, or set Length to stretch each segment.")
+    for number, prompt in enumerate(then, start=2):
+        if not prompt.strip():
+            raise SeamError(ErrorCode.BAD_PROMPT, f"chained prompt {number} is empty; type what the mesh "
+                            "should do next, or remove it from the chain.")
+        check_prompt_text(prompt)
+
+
+def check_loop(loop) -> None:
+    if loop is not None and loop not in LOOP_METHODS:
+        raise _bad(f"unknown loop method {loop!r}; choose {' or '.join(LOOP_METHODS)} (or none).")
+
+
+def check_variations(variations) -> None:
+    if variations is not None and not 1 <= _whole("variations", variations) <= MAX_VARIATIONS:
+        raise _bad(f"variations must be between 1 and {MAX_VARIATIONS} (got {variations}); each is one "
+                   "more take of the same request with the next seed.")
+
+
+def check_mask_falloff(falloff) -> None:
+    if falloff is not None and not 0 <= _number("mask falloff", falloff) <= MAX_FALLOFF:
+        raise _bad(f"mask falloff must be between 0 and {MAX_FALLOFF:g} of the mesh's size (got "
+                   f"{falloff}); 0 is a hard edge, 0.1 a soft one.")
+
+
+def check_mask(mask, num_vertices: int) -> None:
+    """Per-vertex weights: one finite number per vertex, 0 (pinned) to 1 (moves fully)."""
+    import numpy as np
+
+    if mask is None:
+        return
+    weights = np.asarray(mask)
+    if weights.dtype.kind not in "fiub" or weights.shape != (num_vertices,):
+        raise SeamError(ErrorCode.BAD_MASK, f"the mask must hold one weight per vertex ({num_vertices}), "
+                        f"got shape {weights.shape}; build it from the same mesh.")
+    if weights.size and not (np.isfinite(weights).all() and weights.min() >= 0 and weights.max() <= 1):
+        raise SeamError(ErrorCode.BAD_MASK, "mask weights must lie between 0 (pinned) and 1 (moves "
+                        f"fully); got {float(np.nanmin(weights)):g} to {float(np.nanmax(weights)):g}.")
+
+
 def check_guidance(guidance) -> None:
     if guidance is not None and not 0 <= _number("guidance", guidance) <= 100:
         raise _bad(f"guidance must be between 0 and 100 (got {guidance}); the models use 1.5-3.")
@@ -89,8 +146,13 @@ def check_prompt_text(prompt) -> None:
 
 
 def check_request_values(*, seed=None, steps=None, num_traj=None, guidance=None, prompt=None,
-                         frames=None, strength=None) -> None:
+                         frames=None, strength=None, then=None, loop=None, variations=None,
+                         mask_falloff=None) -> None:
     """Every range above at once (None: the model's default, always allowed)."""
+    check_then(then)
+    check_loop(loop)
+    check_variations(variations)
+    check_mask_falloff(mask_falloff)
     check_strength(strength)
     check_seed(seed)
     check_steps(steps)

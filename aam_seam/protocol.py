@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 @dataclass
@@ -40,7 +40,10 @@ class Hello(Message):
 @dataclass
 class AnimateRequest(Message):
     """Animate the mesh in `mesh_path` and write the result to `out_path` (layouts: `arrays`).
-    None means the model's default; `solver` is one of the names the backend's Ready lists."""
+    None means the model's default; `solver` is one of the names the backend's Ready lists.
+    The mesh file may carry a per-vertex `mask` (0 pinned .. 1 moves); `then` chains more
+    prompts, each segment starting from the previous one's last pose; `loop` names one of
+    limits.LOOP_METHODS; `variations` takes use seeds seed, seed + 1, ... in one batched pass."""
 
     type = "animate"
     id: str = ""
@@ -55,6 +58,10 @@ class AnimateRequest(Message):
     num_traj: int | None = None
     frames: int | None = None        # the clip retimed to this many frames; None: the model's
     strength: float | None = None    # a factor on the motion (0-2); None: 1
+    then: list | None = field(default_factory=list)  # prompts of the segments after the first
+    loop: str | None = None          # a limits.LOOP_METHODS name; None: the clip does not loop
+    variations: int | None = None    # takes side by side; None: 1
+    mask_falloff: float | None = None  # smooth the mask's edge over this share of the diagonal
     device: str = "auto"
     precision: str = "fp32"
 
@@ -118,6 +125,7 @@ class Result(Message):
     id: str = ""
     out_path: str = ""
     seed: int = 0
+    seeds: list = field(default_factory=list)  # one per take; seeds[0] == seed
     frames: int = 0
     vertices: int = 0
     seconds: float = 0.0

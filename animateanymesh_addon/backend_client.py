@@ -8,6 +8,7 @@ own Blender) and never torch (that lives in the backend's own interpreter).
     while job.state == "running":          # a modal timer calls poll() instead of looping
         for message in job.poll(): ...     # progress, warning, result, error, cancelled
     frames = job.result_frames()           # (T, N, 3) in the caller's vertex order
+    takes = job.result_takes()             # (K, T, N, 3) when the request asked for variations
 
 A job never raises for a backend failure: it ends in state "error" with `error = (code,
 message)`. A dead or silent backend ends the job with code "backend_died"; the next submit
@@ -107,13 +108,14 @@ class Job:
         self.warnings: list[str] = []
         self.error: tuple[str, str] | None = None
         self.seed: int | None = None
+        self.seeds: list[int] = []
         self.seconds: float | None = None
         self.num_vertices = num_vertices
         self._client = client
         self._session = session
         self._folder = folder
         self._inbox: queue.Queue = queue.Queue()
-        self._frames: np.ndarray | None = None
+        self._takes: np.ndarray | None = None
         self._cancel_sent_at: float | None = None
 
     @property
@@ -159,12 +161,16 @@ class Job:
         self._client._send(self._session, protocol.Cancel(id=self.id))
 
     def result_frames(self) -> np.ndarray:
-        """(T, N, 3) float32 trajectories in the submitted vertex order."""
+        """(T, N, 3) float32 trajectories in the submitted vertex order (the first take)."""
+        return self.result_takes()[0]
+
+    def result_takes(self) -> np.ndarray:
+        """(K, T, N, 3): every variation, take k made with seeds[k]."""
         if self.state != "done":
             reason = f": {self.error[1]}" if self.error else ""
             raise BackendError(ErrorCode.NO_RESULT,
                                f"job {self.id} has no result (state {self.state}){reason}")
-        return self._frames
+        return self._takes
 
     # ---- internals
 
@@ -185,11 +191,12 @@ class Job:
 
     def _take_result(self, message) -> None:
         try:
-            frames, seed = arrays.read_result_file(message.out_path, self.num_vertices)
+            takes, seeds = arrays.read_result_file(message.out_path, self.num_vertices)
         except SeamError as exc:
             self._finish("error", (exc.code, exc.message))
             return
-        self._frames, self.seed, self.seconds = frames, seed, message.seconds
+        self._takes, self.seeds, self.seconds = takes, seeds, message.seconds
+        self.seed = seeds[0]
         self._finish("done")
 
     def _finish(self, state: str, error: tuple[str, str] | None = None) -> None:
@@ -258,10 +265,11 @@ class BackendClient:
 
     # ---- jobs
 
-    def submit(self, vertices, faces, prompt: str, **options) -> Job:
+    def submit(self, vertices, faces, prompt: str, mask=None, **options) -> Job:
         """Send one animate request (starting the backend if needed) and return its Job at once.
 
         faces: (M, k) int array, a list of polygons, a Polygons(flat, sizes), or None.
+        mask: None or per-vertex weights (0 pinned .. 1 moves fully).
         options: JOB_OPTIONS (None or absent: the model's default).
         """
         unknown = sorted(set(options) - set(JOB_OPTIONS))
@@ -276,7 +284,7 @@ class BackendClient:
         folder = self.work_dir / "jobs" / job_id
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            num_vertices = arrays.write_mesh_file(folder / "mesh.npz", vertices, faces)
+            num_vertices = arrays.write_mesh_file(folder / "mesh.npz", vertices, faces, mask)
         except SeamError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise BackendError(exc.code, exc.message) from None

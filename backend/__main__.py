@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aam_seam.arrays import save_npz_atomically
 from aam_seam.codes import SeamError
+from aam_seam.limits import DEFAULT_LOOP, LOOP_METHODS, MAX_SEGMENTS
 
 from .errors import UserError
 from .solvers import solver_names
@@ -53,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale the motion, 0 to 2 (default 1: as the model made it)")
     a.add_argument("--solver", choices=solver_names(), default=None,
                    help="ODE solver (default: the model's)")
+    a.add_argument("--then", action="append", default=[], metavar="PROMPT",
+                   help="chain another segment that starts where the last one ends (repeatable)")
+    a.add_argument("--repeat", type=int, default=1, metavar="K",
+                   help="play the prompt (and its --then chain) K times in a row, one segment each")
+    a.add_argument("--loop", nargs="?", const=DEFAULT_LOOP, default=None, choices=list(LOOP_METHODS),
+                   help=f"make the clip loop seamlessly (method, default {DEFAULT_LOOP}): "
+                   + "; ".join(f"{k}: {v}" for k, v in LOOP_METHODS.items()))
+    a.add_argument("--mask", default=None, metavar="WEIGHTS",
+                   help="per-vertex weights 0 (pinned) to 1 (free): a .npy, or a .npz's 'mask' array "
+                   "(FILE.npz:NAME for another array)")
+    a.add_argument("--mask-falloff", type=float, default=None, metavar="SHARE",
+                   help="soften the mask's edge over this share of the mesh's size, e.g. 0.1")
+    a.add_argument("--variations", type=int, default=None, metavar="K",
+                   help="K takes with seeds seed..seed+K-1 in one batched pass; writes OUT_1.npz .. "
+                   "OUT_K.npz and, with --preview, one sheet with a row per take")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     a.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     a.add_argument("--cache", default=None, help="model cache folder (default ~/.cache/animateanymesh)")
@@ -195,7 +211,7 @@ def cmd_animate(args) -> int:
     import numpy as np
 
     from .mesh import triangulate
-    from .mesh_io import load_mesh
+    from .mesh_io import load_mesh, load_weights
     from .model_manager import resolve_model
     from .pipeline import animate
 
@@ -207,27 +223,39 @@ def cmd_animate(args) -> int:
         if args.preview.suffix.lower() != ".png":
             raise UserError(f"--preview must end in .png (got {args.preview.name}).")
         check_writable(args.preview, "--preview")
+    if not 1 <= args.repeat <= MAX_SEGMENTS:
+        raise UserError(f"--repeat must be between 1 and {MAX_SEGMENTS} (got {args.repeat}).")
+    then = ([args.prompt, *args.then] * args.repeat)[1:]
     vertices, faces = load_mesh(args.mesh)
+    mask = load_weights(args.mask) if args.mask else None
     model_dir = resolve_model(args.model, args.cache)
     result = animate(vertices, faces, args.prompt, model=model_dir, seed=args.seed,
                      guidance=args.guidance, steps=args.steps, num_traj=args.num_traj,
                      solver=args.solver, device=args.device, precision=args.precision,
-                     frames=args.frames, strength=args.strength,
+                     frames=args.frames, strength=args.strength, then=then, loop=args.loop,
+                     mask=mask, mask_falloff=args.mask_falloff, variations=args.variations,
                      progress=ConsoleProgress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    try:
-        save_npz_atomically(args.out, compress=True, frames=result.frames, faces=triangulate(faces),
-                            prompt=np.array(args.prompt), seed=np.array(result.seed, dtype=np.int64))
-    except OSError as exc:
-        raise UserError(f"could not write --out {args.out} ({exc.strerror or exc}); an earlier file "
-                        "there is left as it was. Free some space or choose another path.") from None
-    t = result.frames.shape
-    print(f"wrote {args.out}: {t[0]} frames x {t[1]} vertices, seed {result.seed}")
+    triangles = triangulate(faces)
+    several = len(result.seeds) > 1
+    for number, (clip, seed) in enumerate(zip(result.takes, result.seeds), start=1):
+        out = args.out.with_name(f"{args.out.stem}_{number}{args.out.suffix}") if several else args.out
+        try:
+            save_npz_atomically(out, compress=True, frames=clip, faces=triangles,
+                                prompt=np.array(args.prompt), then=np.array(then, dtype=str),
+                                loop=np.array(args.loop or ""), seed=np.array(seed, dtype=np.int64))
+        except OSError as exc:
+            raise UserError(f"could not write {out} ({exc.strerror or exc}); an earlier file there is "
+                            "left as it was. Free some space or choose another path.") from None
+        print(f"wrote {out}: {clip.shape[0]} frames x {clip.shape[1]} vertices, seed {seed}"
+              + (", loops" if args.loop else ""))
     if args.preview:
-        from .contact_sheet import contact_sheet
+        from .contact_sheet import contact_sheet, takes_sheet
 
-        print(f"wrote {contact_sheet(result.frames, triangulate(faces), args.preview)}")
+        sheet = (takes_sheet(result.takes, triangles, args.preview, result.seeds) if several
+                 else contact_sheet(result.frames, triangles, args.preview))
+        print(f"wrote {sheet}")
     return 0
 
 

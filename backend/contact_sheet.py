@@ -71,6 +71,35 @@ def contact_sheet(frames: np.ndarray, faces: np.ndarray, path: Path, *, size: in
         tile = render_frame(frames[i], faces, view, center, half_extent, size)
         ImageDraw.Draw(tile).text((6, 4), f"{i}", fill=(235, 235, 235))
         sheet.paste(tile, ((i % columns) * size, (i // columns) * size))
+    return _save(sheet, path)
+
+
+def takes_sheet(takes: np.ndarray, faces: np.ndarray, path: Path, seeds, *, size: int = 192,
+                columns: int = 8, max_faces: int = 60000) -> Path:
+    """One row per take of `takes` (K, T, N, 3), `columns` frames evenly spread over each, all
+    from the same camera so the takes compare side by side."""
+    from PIL import Image, ImageDraw
+
+    takes = np.asarray(takes, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(faces) > max_faces:
+        faces = faces[np.linspace(0, len(faces) - 1, max_faces).astype(np.int64)]
+    view = view_matrix()
+    points = takes.reshape(-1, 3)
+    center = (points.min(0) + points.max(0)) / 2
+    half_extent = max(float(np.abs((points - center) @ view[:2].T).max()), 1e-9)
+    chosen = np.unique(np.linspace(0, takes.shape[1] - 1, columns).round().astype(np.int64))
+    sheet = Image.new("RGB", (len(chosen) * size, takes.shape[0] * size), (30, 30, 34))
+    for row, (clip, seed) in enumerate(zip(takes, seeds)):
+        for column, frame in enumerate(chosen):
+            tile = render_frame(clip[frame], faces, view, center, half_extent, size)
+            label = f"take {row + 1}  seed {seed}" if column == 0 else f"{frame}"
+            ImageDraw.Draw(tile).text((6, 4), label, fill=(235, 235, 235))
+            sheet.paste(tile, (column * size, row * size))
+    return _save(sheet, path)
+
+
+def _save(sheet, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")

@@ -23,7 +23,7 @@ import numpy as np
 
 from aam_seam.arrays import MAX_ARRAY_BYTES, check_npz_size
 from aam_seam.codes import ErrorCode, SeamError
-from backend.errors import MeshError
+from backend.errors import MeshError, UserError
 
 SUPPORTED_EXTENSIONS = (".obj", ".npz")
 
@@ -177,6 +177,45 @@ def _load_npz(path: Path):
         raise MeshError(f"{path.name}: 'faces' must be an (M, k) integer array, got shape "
                         f"{faces.shape} dtype {faces.dtype}.")
     return vertices, faces.astype(np.int64)
+
+
+def load_weights(spec: str) -> np.ndarray:
+    """Per-vertex weights from WEIGHTS.npy, WEIGHTS.npz (its 'mask' array, or its only array),
+    or WEIGHTS.npz:NAME. Their count and range are judged against the mesh later."""
+    text = str(spec)
+    name = None
+    if ".npz:" in text:
+        text, name = text.rsplit(":", 1)
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(f"mask file not found: {path}. Fix: give a .npy of per-vertex weights, or a "
+                        ".npz holding a 'mask' array.", code=ErrorCode.BAD_MASK)
+    try:
+        if path.suffix.lower() == ".npy":
+            weights = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".npz":
+            check_npz_size(path, MAX_ARRAY_BYTES, ErrorCode.BAD_MASK, "mask file")
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.files)
+                chosen = name or ("mask" if "mask" in keys else (keys[0] if len(keys) == 1 else None))
+                if chosen not in keys:
+                    raise UserError(f"{path.name} has no {chosen or 'mask'!r} array (found: "
+                                    f"{', '.join(keys) or 'nothing'}); name one as {path.name}:NAME.",
+                                    code=ErrorCode.BAD_MASK)
+                weights = archive[chosen]
+        else:
+            raise UserError(f"a mask is a .npy or .npz file of per-vertex weights, not {path.name}.",
+                            code=ErrorCode.BAD_MASK)
+    except SeamError as exc:
+        raise UserError(exc.message, code=exc.code) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"could not read the mask {path.name} ({exc}); save it with numpy.save.",
+                        code=ErrorCode.BAD_MASK) from None
+    weights = np.asarray(weights)
+    if weights.dtype.kind not in "fiub":
+        raise UserError(f"the mask in {path.name} holds {weights.dtype} values; it needs numbers "
+                        "from 0 (pinned) to 1 (free).", code=ErrorCode.BAD_MASK)
+    return weights.reshape(-1) if weights.ndim == 2 and 1 in weights.shape else weights
 
 
 def save_obj(path, vertices, faces=None, *, comment: str | None = None) -> None:

@@ -13,10 +13,13 @@ import numpy as np
 WEAK_MOTION = 0.02
 
 
-def scale_motion(frames: np.ndarray, strength: float) -> np.ndarray:
-    """(T, N, 3) with each vertex's displacement from frame 0 multiplied by `strength`."""
+def scale_motion(frames: np.ndarray, strength: float, anchor: np.ndarray | None = None) -> np.ndarray:
+    """(T, N, 3) with each vertex's displacement from `anchor` (N, 3; default frame 0)
+    multiplied by `strength`. The pipeline anchors to the rest pose, which a loop's first frame
+    need not be."""
     f = np.asarray(frames, dtype=np.float32)
-    return f[:1] + np.float32(strength) * (f - f[:1])
+    base = f[:1] if anchor is None else np.asarray(anchor, dtype=np.float32)[None]
+    return base + np.float32(strength) * (f - base)
 
 
 def peak_motion(frames: np.ndarray) -> float:

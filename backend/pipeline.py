@@ -25,10 +25,13 @@ from aam_seam.stages import Stage
 from . import mesh as meshprep
 from .errors import UserError
 from .model_folder import LoadedModel, load_model
+from . import masks
+from .joins import join_segments
+from .loops import LOOPS
 from .models.farthest_point_sampling import sample_token_indices
 from .models.text import check_prompt
 from .motion import scale_motion, weak_take_warning
-from .retime import retime
+from .retime import retime, retime_loop
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
 # progress(stage, done, total); stage: an aam_seam.stages.Stage
@@ -37,11 +40,21 @@ ProgressFn = Callable[[str, int, int], None]
 
 @dataclass
 class AnimationResult:
-    frames: np.ndarray                 # (T, N, 3) float32, caller's units and vertex order
-    seed: int
+    takes: np.ndarray                  # (K, T, N, 3) float32, caller's units and vertex order
+    seeds: list[int]                   # take k was made with seeds[k]
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     num_tokens: int = 0
+    seams: list[int] = field(default_factory=list)  # frames where chained segments meet (model rate)
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(T, N, 3): the first take."""
+        return self.takes[0]
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -71,24 +84,36 @@ def default_num_tokens(num_vertices: int, minimum: int = 512) -> int:
 def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             seed: int | None = None, guidance: float | None = None, steps: int | None = None,
             num_traj: int | None = None, solver: str | None = None, device: str | None = None,
-            frames: int | None = None, strength: float | None = None,
-            precision: str = "fp32", progress: ProgressFn | None = None,
-            cancel: Callable[[], bool] | None = None,
+            frames: int | None = None, strength: float | None = None, then=(),
+            loop: str | None = None, mask=None, mask_falloff: float | None = None,
+            variations: int | None = None, precision: str = "fp32",
+            progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
             token_indices: np.ndarray | None = None, noise: np.ndarray | None = None) -> AnimationResult:
-    """Animate a mesh from a prompt. Returns frames (T, N, 3) in the input's units and order:
-    the model's own T, or `frames` of them (the same motion retimed, see retime.py), its motion
-    scaled by `strength` (see motion.py; a take that barely moves gets a warning).
+    """Animate a mesh from a prompt. Returns takes (K, T, N, 3) in the input's units and order.
+
+    One take is the model's T frames. `then` chains more prompts: each segment starts from the
+    previous one's last pose and they are joined without a jump in velocity (joins.py). `loop`
+    closes the clip with a method of loops.py. `frames` retimes the whole clip (retime.py),
+    `strength` scales its motion and `mask` (one weight per vertex, 0 pinned) scales each
+    vertex's, softened over `mask_falloff` of the diagonal (masks.py). `variations` K makes K
+    takes with seeds seed, seed + 1, ... in one batched pass; take k equals a run with that seed.
 
     vertices (N, 3); faces: (M, k) array or a list of polygons (quads and n-gons are
     triangulated; no faces animates a point cloud). token_indices / noise inject the random
-    choices (used by the parity tests); seed makes them reproducible otherwise.
+    choices of a single take (used by the parity tests).
     """
     check_prompt(prompt, None)  # cheap checks first: fail before loading anything
     try:
         limits.check_request_values(seed=seed, steps=steps, num_traj=num_traj, guidance=guidance,
-                                    prompt=prompt, frames=frames, strength=strength)
+                                    prompt=prompt, frames=frames, strength=strength,
+                                    then=list(then or ()), loop=loop, variations=variations,
+                                    mask_falloff=mask_falloff)
     except SeamError as exc:
         raise UserError(exc.message, code=exc.code) from None
+    prompts = [prompt, *(then or ())]
+    count = int(variations or 1)
+    if (token_indices is not None or noise is not None) and (count > 1 or len(prompts) > 1 or loop):
+        raise ValueError("token_indices / noise fix the random choices of one single take")
     timings: dict[str, float] = {}
     report = progress or (lambda *a: None)
 
@@ -100,7 +125,13 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     dev = pick_device(device)
     clock = time.perf_counter()
     prep = meshprep.prepare_mesh(vertices, faces)
-    n = prep.normalized.shape[0]
+    weights = None
+    if mask is not None:
+        try:
+            limits.check_mask(mask, prep.num_original_vertices)
+        except SeamError as exc:
+            raise UserError(exc.message, code=exc.code) from None
+        weights = masks.welded_weights(prep.to_original, mask, prep.num_vertices)
     timings["prepare"] = time.perf_counter() - clock
     checkpoint(Stage.PREPARE)
 
@@ -110,6 +141,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         model = load_model(Path(model), dev)
         timings["load"] = time.perf_counter() - clock
     cfg = model.config
+    n = prep.num_vertices
     k = int(num_traj) if num_traj else default_num_tokens(n, cfg.vae.num_traj)
     if k > max(n, cfg.vae.num_traj):
         # More tokens than points only repeats points, at quadratic cost in attention.
@@ -120,74 +152,144 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     solver = solver or cfg.sampler.solver
     if seed is None:
         seed = secrets.randbelow(limits.MAX_SEED)
-    generator = torch.Generator().manual_seed(int(seed))
-    warnings = check_prompt(prompt, getattr(model.text_encoder, "tokenizer", None)) + list(prep.warnings)
+    seeds = [(int(seed) + i) % (limits.MAX_SEED + 1) for i in range(count)]
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    tokenizer = getattr(model.text_encoder, "tokenizer", None)
+    warnings = [w for text in prompts for w in check_prompt(text, tokenizer)] + list(prep.warnings)
     if model.vocabulary is not None:
-        warnings += model.vocabulary.check(prompt)
+        warnings += [w for text in prompts for w in model.vocabulary.check(text)]
+    if weights is not None and mask_falloff and not len(prep.edges):
+        warnings.append("the mask's falloff follows the surface, and a point cloud has none: its "
+                        "edge stays hard.")
 
-    rest = torch.from_numpy(np.ascontiguousarray(prep.normalized, dtype=np.float32))
-    edges = torch.from_numpy(np.ascontiguousarray(prep.edges, dtype=np.int64)).reshape(-1, 2)
+    method = LOOPS[loop] if loop else None
+    plan = prompts + [prompts[0]] * (method.extra_segments if method else 0)
+    evaluations = evaluations_per_run(steps, solver)
+    generate = _SegmentGenerator(model, prep, dev, precision, k, steps, float(guidance), solver,
+                                 timings, checkpoint)
+    poses = [prep.vertices.astype(np.float32)] * count
+    segments: list[list[np.ndarray]] = [[] for _ in range(count)]
+    for number, text in enumerate(plan):
+        clips = generate(poses, text, generators, token_indices, noise,
+                         done_before=number * evaluations, total=len(plan) * evaluations)
+        for take, clip in enumerate(clips):
+            segments[take].append(clip)
+        poses = [clip[-1] for clip in clips]
 
-    rest, key_bias = weighted_padding(rest, cfg.compat.pad_to)
-
-    autocast = _autocast(dev, precision)
-    with torch.inference_mode(), autocast:
-        clock = time.perf_counter()
-        rest_d = rest.to(dev)[None]
-        edges_d = edges.to(dev)
-        pc0_embed = model.vae.vertex_features(rest_d, edges_d)
-        if token_indices is not None:
-            idx = torch.as_tensor(np.asarray(token_indices), dtype=torch.long).reshape(-1)
-            if idx.numel() != k:
-                raise UserError(f"token_indices has {idx.numel()} entries but num_traj is {k}.")
+    length = cfg.vae.T + (cfg.vae.T - 1) * (len(prompts) - 1)
+    radius = float(mask_falloff or 0) * float(np.linalg.norm(np.ptp(prep.vertices, axis=0)))
+    if weights is not None and radius > 0:
+        weights = masks.soften(weights, prep.vertices.astype(np.float64), prep.edges, radius)
+    takes, weak = [], []
+    for take in range(count):
+        clip, seams = join_segments(segments[take])
+        if not np.isfinite(clip).all():
+            raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
+                            "or use precision fp32.", code=ErrorCode.NUMERICAL)
+        message = weak_take_warning(clip[:length])  # judged on the take itself, before any strength
+        if message:
+            weak.append((take, message))
+        if method is not None:
+            clip = method.close(clip, length)
+            clip = retime_loop(clip, int(frames)) if frames is not None else clip
         else:
-            space = model.vae.sampling_space(rest_d, pc0_embed)
-            idx = sample_token_indices(space[0, :n].float(), n, k, generator,
-                                       cfg.compat.replace_index_zero)
-        frames_in = rest_d.unsqueeze(1).expand(1, cfg.vae.T, -1, -1)  # a static clip
-        enc = model.vae.encode(frames_in, edges_d, idx.to(dev)[None],
-                               key_bias=None if key_bias is None else key_bias.to(dev),
-                               pc0_embed=pc0_embed)
-        shape_latent = (enc.x0.float() - cfg.stats.f0_mean) / cfg.stats.f0_std
-        timings["encode"] = time.perf_counter() - clock
-        checkpoint(Stage.ENCODE)
+            clip = retime(clip[:length], int(frames)) if frames is not None else clip[:length]
+        rest = prep.vertices.astype(np.float32)
+        if strength is not None and strength != 1:
+            clip = scale_motion(clip, float(strength), anchor=rest)
+        if weights is not None:
+            clip = masks.apply_mask(clip, weights, anchor=rest)
+        takes.append(np.asarray(clip, dtype=np.float32)[:, prep.to_original])
+    for take, message in weak:
+        warnings.append(message if count == 1 else f"take {take + 1} (seed {seeds[take]}): {message}")
+    return AnimationResult(np.stack(takes), seeds, warnings, timings, k,
+                           seams=join_segments(segments[0])[1] if len(prompts) > 1 else [])
 
-        clock = time.perf_counter()
-        text = model.text_encoder.encode([prompt, ""], device=dev).float()
-        cond, uncond = text[:1], text[1:]
-        timings["text"] = time.perf_counter() - clock
-        checkpoint(Stage.TEXT)
 
-        clock = time.perf_counter()
-        if noise is not None:
-            noise_t = torch.as_tensor(np.asarray(noise), dtype=torch.float32).reshape(1, k, -1)
-        else:
-            noise_t = torch.randn((1, k, 2 * cfg.vae.latent_dim), generator=generator)
-        total = evaluations_per_run(steps, solver)
-        sample = sample_trajectory_latent(
-            model.flow, shape_latent, cond, uncond, noise_t.to(dev), cfg.stats,
-            steps=steps, guidance=float(guidance), solver=solver,
-            on_step=lambda done, _total: checkpoint(Stage.SAMPLE, done, total))
-        timings["sample"] = time.perf_counter() - clock
+class _SegmentGenerator:
+    """One segment for every take at once: the takes share the batch dimension of the encoder,
+    the sampler and the decoder. Each take draws its token choice and its noise from its own
+    generator in the order a single run would, so take k equals a one-take run with its seed."""
 
-        clock = time.perf_counter()
-        decoded = model.vae.decode(sample.latent.to(pc0_embed.dtype), pc0_embed[:, :n], rest_d[:, :n])
-        decoded = decoded[0].float().cpu().numpy()
-        timings["decode"] = time.perf_counter() - clock
-        checkpoint(Stage.DECODE)
+    def __init__(self, model: LoadedModel, prep, dev, precision, k, steps, guidance, solver,
+                 timings, checkpoint):
+        self.model, self.prep, self.dev, self.k = model, prep, dev, k
+        self.steps, self.guidance, self.solver = steps, guidance, solver
+        self.timings, self.checkpoint = timings, checkpoint
+        self.autocast = _autocast(dev, precision)
+        self.texts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    result = meshprep.restore_frames(prep, decoded)
-    if not np.isfinite(result).all():
-        raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
-                        "or use precision fp32.", code=ErrorCode.NUMERICAL)
-    weak = weak_take_warning(result)  # judged on the take itself, before any strength
-    if weak:
-        warnings.append(weak)
-    if strength is not None and strength != 1:
-        result = scale_motion(result, float(strength))
-    if frames is not None:
-        result = retime(result, int(frames))
-    return AnimationResult(result.astype(np.float32), int(seed), warnings, timings, k)
+    def _tick(self, name: str, clock: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - clock
+
+    def text(self, prompt: str):
+        if prompt not in self.texts:
+            clock = time.perf_counter()
+            with torch.inference_mode(), self.autocast:
+                states = self.model.text_encoder.encode([prompt, ""], device=self.dev).float()
+            self.texts[prompt] = (states[:1], states[1:])
+            self._tick("text", clock)
+            self.checkpoint(Stage.TEXT)
+        return self.texts[prompt]
+
+    def __call__(self, poses, prompt, generators, token_indices, noise, done_before, total):
+        model, cfg, n, k = self.model, self.model.config, self.prep.num_vertices, self.k
+        frames_of_pose = []
+        normalised = []
+        for pose in poses:
+            center, denominator = meshprep.normalize(pose)
+            frames_of_pose.append((center, denominator))
+            normalised.append(meshprep.apply_normalization(pose, center, denominator))
+        rest = torch.from_numpy(np.ascontiguousarray(np.stack(normalised), dtype=np.float32))
+        rest, key_bias = weighted_padding(rest, cfg.compat.pad_to)
+        rows = rest.shape[1]
+        edges = torch.from_numpy(np.ascontiguousarray(self.prep.edges, dtype=np.int64)).reshape(-1, 2)
+        # vertex_features reads one disjoint graph over the flattened batch rows
+        edges = torch.cat([edges + take * rows for take in range(len(poses))])
+        with torch.inference_mode(), self.autocast:
+            clock = time.perf_counter()
+            rest_d = rest.to(self.dev)
+            pc0_embed = model.vae.vertex_features(rest_d, edges.to(self.dev))
+            if token_indices is not None:
+                idx = torch.as_tensor(np.asarray(token_indices), dtype=torch.long).reshape(1, -1)
+                if idx.shape[1] != k:
+                    raise UserError(f"token_indices has {idx.shape[1]} entries but num_traj is {k}.")
+            else:
+                space = model.vae.sampling_space(rest_d, pc0_embed)
+                idx = torch.stack([sample_token_indices(space[take, :n].float(), n, k, generator,
+                                                        cfg.compat.replace_index_zero)
+                                   for take, generator in enumerate(generators)])
+            frames_in = rest_d.unsqueeze(1).expand(-1, cfg.vae.T, -1, -1)  # a static clip
+            enc = model.vae.encode(frames_in, None, idx.to(self.dev),
+                                   key_bias=None if key_bias is None else key_bias.to(self.dev),
+                                   pc0_embed=pc0_embed)
+            shape_latent = (enc.x0.float() - cfg.stats.f0_mean) / cfg.stats.f0_std
+            self._tick("encode", clock)
+            self.checkpoint(Stage.ENCODE)
+            cond, uncond = self.text(prompt)
+
+            clock = time.perf_counter()
+            if noise is not None:
+                noise_t = torch.as_tensor(np.asarray(noise), dtype=torch.float32).reshape(1, k, -1)
+            else:
+                noise_t = torch.cat([torch.randn((1, k, 2 * cfg.vae.latent_dim), generator=generator)
+                                     for generator in generators])
+            sample = sample_trajectory_latent(
+                model.flow, shape_latent, cond, uncond, noise_t.to(self.dev), cfg.stats,
+                steps=self.steps, guidance=self.guidance, solver=self.solver,
+                on_step=lambda done, _total: self.checkpoint(Stage.SAMPLE, done_before + done, total))
+            self._tick("sample", clock)
+
+            clock = time.perf_counter()
+            clips = []
+            for take, (center, denominator) in enumerate(frames_of_pose):
+                decoded = model.vae.decode(sample.latent[take:take + 1].to(pc0_embed.dtype),
+                                           pc0_embed[take:take + 1, :n], rest_d[take:take + 1, :n])
+                clips.append(meshprep.undo_normalization(decoded[0].float().cpu().numpy(),
+                                                         center, denominator))
+            self._tick("decode", clock)
+            self.checkpoint(Stage.DECODE)
+        return clips
 
 
 def weighted_padding(rest: torch.Tensor, pad_to: int):
@@ -195,16 +297,16 @@ def weighted_padding(rest: torch.Tensor, pad_to: int):
 
     The official script pads every mesh with zero vertices up to pad_to rows; they act as
     identical keys in the encoder attention. One zero row whose logit carries log(count) has
-    exactly the same effect. rest: (N, 3) -> (rest with the row, key bias (1, 1, 1, N + 1))
+    exactly the same effect. rest: (..., N, 3) -> (rest with the row, key bias (1, 1, 1, N + 1))
     or (rest, None) when no padding applies.
     """
-    n = rest.shape[0]
+    n = rest.shape[-2]
     n_pad = max(pad_to - n, 0)
     if not n_pad:
         return rest, None
     key_bias = torch.zeros(1, 1, 1, n + 1, device=rest.device)
     key_bias[..., -1] = math.log(n_pad)
-    return torch.cat([rest, rest.new_zeros(1, 3)]), key_bias
+    return torch.cat([rest, rest.new_zeros(*rest.shape[:-2], 1, 3)], dim=-2), key_bias
 
 
 def _autocast(device: torch.device, precision: str):

@@ -26,10 +26,30 @@ def retime(frames: np.ndarray, count: int) -> np.ndarray:
     tangents[-1] = f[-1] - f[-2]
     position = np.linspace(0.0, t - 1, count)
     segment = np.minimum(position.astype(np.int64), t - 2)
-    s = (position - segment)[:, None, None]
+    out = _hermite(f, tangents, segment, segment + 1, position - segment)
+    return out.astype(frames.dtype if frames.dtype.kind == "f" else np.float32)
+
+
+def _hermite(f, tangents, start, end, fraction) -> np.ndarray:
+    """Cubic Hermite between frames `start` and `end` at `fraction` (0..1) of the way."""
+    s = np.asarray(fraction, dtype=np.float64)[:, None, None]
     s2, s3 = s * s, s * s * s
     h00, h10 = 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s
     h01, h11 = -2 * s3 + 3 * s2, s3 - s2
-    out = (h00 * f[segment] + h10 * tangents[segment] + h01 * f[segment + 1]
-           + h11 * tangents[segment + 1])
-    return out.astype(frames.dtype if frames.dtype.kind == "f" else np.float32)
+    return h00 * f[start] + h10 * tangents[start] + h01 * f[end] + h11 * tangents[end]
+
+
+def retime_loop(frames: np.ndarray, count: int) -> np.ndarray:
+    """A loop of period T (frame T is frame 0 again) -> `count` frames over the same period, with
+    the tangents taken across the wrap, so the retimed loop is seamless too."""
+    frames = np.asarray(frames)
+    t = frames.shape[0]
+    if count == t or t < 2:
+        return np.repeat(frames[:1], count, axis=0) if t < 2 else frames.copy()
+    f = frames.astype(np.float64)
+    tangents = 0.5 * (np.roll(f, -1, axis=0) - np.roll(f, 1, axis=0))
+    position = np.arange(count) * (t / count)
+    segment = np.floor(position).astype(np.int64)
+    following = (segment + 1) % t
+    return _hermite(f, tangents, segment, following, position - segment).astype(
+        frames.dtype if frames.dtype.kind == "f" else np.float32)

@@ -312,7 +312,9 @@ class Server:
                 limits.check_request_values(seed=message.seed, steps=message.steps,
                                             num_traj=message.num_traj, guidance=message.guidance,
                                             prompt=message.prompt, frames=message.frames,
-                                            strength=message.strength)
+                                            strength=message.strength, then=message.then,
+                                            loop=message.loop, variations=message.variations,
+                                            mask_falloff=message.mask_falloff)
             except SeamError as exc:
                 self.channel.send(proto.Error(id=message.id, code=exc.code, message=exc.message))
                 return
@@ -383,11 +385,12 @@ class Server:
             return self.cancel_flag.is_set()
 
         # Cheap checks first: a bad prompt or mesh should not wait for a model to load.
-        check_prompt(request.prompt, None)
+        check_prompt(request.prompt, None)  # the chained ones were judged at the door (limits)
         if request.solver:
             get_solver(request.solver)
-        vertices, faces = read_mesh_file(request.mesh_path)
+        vertices, faces, mask = read_mesh_file(request.mesh_path)
         validate_mesh(vertices, faces)
+        limits.check_mask(mask, len(vertices))
         out = checked_out_path(request.out_path)
         device = pick_device(request.device)
         model = self.models.get(request.model, device, self.cache, progress)
@@ -396,18 +399,19 @@ class Server:
         result = animate(vertices, faces, request.prompt, model=model, seed=request.seed,
                          guidance=request.guidance, steps=request.steps, solver=request.solver,
                          num_traj=request.num_traj, device=str(device), precision=request.precision,
-                         frames=request.frames, strength=request.strength, progress=progress,
-                         cancel=cancelled)
+                         frames=request.frames, strength=request.strength, then=request.then,
+                         loop=request.loop, mask=mask, mask_falloff=request.mask_falloff,
+                         variations=request.variations, progress=progress, cancel=cancelled)
         for text in result.warnings:
             self.channel.send(proto.Notice(id=job_id, message=text))
         progress(Stage.WRITE, 0, 1)
-        write_result_file(out, result.frames, result.seed)
+        write_result_file(out, result.takes, result.seeds)
         progress(Stage.WRITE, 1, 1)
         seconds = time.perf_counter() - clock
         log.info("job %s: %d frames x %d vertices in %.2f s (%s)", job_id, result.frames.shape[0],
                  result.frames.shape[1], seconds,
                  ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
-        return proto.Result(id=job_id, out_path=str(out), seed=int(result.seed),
+        return proto.Result(id=job_id, out_path=str(out), seed=int(result.seed), seeds=result.seeds,
                             frames=int(result.frames.shape[0]), vertices=int(result.frames.shape[1]),
                             seconds=round(seconds, 3))
 

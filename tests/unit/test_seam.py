@@ -56,7 +56,8 @@ def test_read_mesh_file_builds_padded_polygons(tmp_path):
     vertices = np.random.default_rng(0).normal(size=(7, 3))
     path = tmp_path / "m.npz"
     np.savez(path, vertices=vertices)
-    got, faces = arrays.read_mesh_file(path)
+    got, faces, mask = arrays.read_mesh_file(path)
+    assert mask is None
     assert faces is None and got.shape == vertices.shape
     np.savez(path, verts=vertices)
     with pytest.raises(SeamError, match="no 'vertices'"):
@@ -76,7 +77,7 @@ def test_mesh_file_carries_quads_mixed_polygons_and_point_clouds(tmp_path):
     ]:
         path = tmp_path / "mesh.npz"
         assert arrays.write_mesh_file(path, vertices, faces) == 6
-        got_vertices, got_faces = arrays.read_mesh_file(path)
+        got_vertices, got_faces, _ = arrays.read_mesh_file(path)
         np.testing.assert_array_equal(got_vertices, vertices)
         assert (got_faces is None) if expect is None else np.array_equal(got_faces, expect)
     with pytest.raises(SeamError, match=r"\(N, 3\)"):
@@ -86,17 +87,17 @@ def test_mesh_file_carries_quads_mixed_polygons_and_point_clouds(tmp_path):
 def test_a_failed_result_write_keeps_the_earlier_good_file(tmp_path, monkeypatch):
     out = tmp_path / "out.npz"
     frames = np.ones((4, 5, 3), np.float32)
-    arrays.write_result_file(out, frames, seed=7)
+    arrays.write_result_file(out, frames, [7])
 
     def full_disk(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full_disk)
     with pytest.raises(OSError):
-        arrays.write_result_file(out, frames * 2, seed=8)
+        arrays.write_result_file(out, frames * 2, [8])
     monkeypatch.undo()
-    got, seed = arrays.read_result_file(out, 5)
-    assert seed == 7 and np.array_equal(got, frames)
+    got, seeds = arrays.read_result_file(out, 5)
+    assert seeds == [7] and np.array_equal(got, frames[None])
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]  # no partial file left behind
     with pytest.raises(SeamError, match="shape") as err:
         arrays.read_result_file(out, 6)

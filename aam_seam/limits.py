@@ -25,8 +25,11 @@ MAX_FALLOFF = 1.0    # a mask's smooth falloff, as a share of the mesh's boundin
 LOOP_METHODS = {
     "blend": "remove the drift between end and start and blend the velocities across the wrap",
     "crossfade": "generate one more segment and cross-fade its end into the start (twice the time)",
+    "match": "generate one more segment and loop between its two most alike poses (twice the time)",
+    "pingpong": "play forward then back, easing to rest at both turns: keeps a one-way motion's swing",
+    "auto": "blend when that keeps the take's swing, else ping-pong",
 }
-DEFAULT_LOOP = "blend"  # chosen by measurement: see the README's loop table
+DEFAULT_LOOP = "auto"  # chosen by measurement: see the README's loop table
 MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it
 MAX_ID_CHARS = 128
 # A protocol line: a request with the longest prompt fits many times over; a bigger line is noise

@@ -1,12 +1,15 @@
 """Joining clips end to start so that neither position nor velocity jumps at the seam.
 
 A chained segment starts from the previous segment's last pose, so positions already meet (up
-to the decoder's error, removed by a constant shift). Velocities do not: one take may end
-moving while the next starts from rest. `match_velocity` bends the frames on both sides of a
-seam so that the frame-to-frame velocity just before and just after it become their mean,
-leaving the seam's own position and every frame farther than `window` untouched. The bend is a
-Hermite bump, j (1 - j/W)^2, whose slope is 1 at the seam and 0 where it ends, so it adds no
-new kink of its own. The same function closes a loop (a circular clip, seam at frame 0).
+to the decoder's error, removed by a constant shift). Velocities do not: one take may end moving
+while the next starts from rest. On sampled frames a smooth motion's velocity changes from step
+to step by its acceleration, so a seam is smooth when the change across it is like the changes
+on either side (their mean), not when it is zero: that target keeps a cycle that already closes
+as it is. The later segment takes that velocity and lets the difference die out evenly over its
+own length (a velocity ramp, the smallest added acceleration there is). The earlier segment,
+which the artist has already seen and whose first frame is their mesh, is left as it was. A loop
+has no free end, so its correction is a parabola through both ends of the period
+(`close_velocity`).
 """
 
 from __future__ import annotations
@@ -14,54 +17,63 @@ from __future__ import annotations
 import numpy as np
 
 
-def bump(window: int) -> np.ndarray:
-    """(window,) weights for frames 1..window away from a seam; weight 1 next to it."""
-    j = np.arange(1, window + 1, dtype=np.float64)
-    shape = j * (1.0 - j / (window + 1)) ** 2
-    return shape / shape[0]
+def natural_change(x: np.ndarray, seam: int) -> np.ndarray:
+    """The velocity change a smooth motion would have at frame `seam`, from the changes at the
+    two frames on each side (cubic in time: exact while the acceleration varies quadratically,
+    within about 1% for a cycle as short as 12 frames). Indices wrap, so a loop reads across
+    its end; a linear clip needs three frames on each side of the seam."""
+    def change(i):
+        return x[(i + 1) % len(x)] - 2 * x[i % len(x)] + x[(i - 1) % len(x)]
+
+    near = change(seam - 1) + change(seam + 1)
+    far = change(seam - 2) + change(seam + 2)
+    return (4.0 * near - far) / 6.0
 
 
-def match_velocity(clip: np.ndarray, seam: int, window: int, circular: bool = False) -> np.ndarray:
-    """(L, N, 3) -> the same clip with equal velocities on both sides of frame `seam`.
-
-    Linear clips shrink the window to the frames that exist on each side; a circular clip (a
-    loop whose frame L would be frame 0 again) wraps around.
-    """
-    x = np.array(clip, dtype=np.float64)
-    length = x.shape[0]
-    if length < 3:
-        return x.astype(np.asarray(clip).dtype)
-    if circular:
-        window = min(window, (length - 1) // 2)
-    else:
-        if not 0 < seam < length - 1:
-            raise ValueError(f"seam {seam} needs a frame on each side in a clip of {length}")
-        window = min(window, seam, length - 1 - seam)
-    at = (lambda i: i % length) if circular else (lambda i: i)
-    before = x[at(seam)] - x[at(seam - 1)]
-    after = x[at(seam + 1)] - x[at(seam)]
-    mean = 0.5 * (before + after)
-    for j, weight in enumerate(bump(window), start=1):
-        x[at(seam + j)] += (mean - after) * weight
-        x[at(seam - j)] += (before - mean) * weight
-    return x.astype(np.asarray(clip).dtype)
+def carry_velocity(segment: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """(L+1, N, 3) starting at the seam -> the same segment whose first step moves by `velocity`
+    (N, 3), the difference fading linearly to nothing by its last frame. Frame 0 is kept."""
+    x = np.asarray(segment, dtype=np.float64)
+    steps = x.shape[0] - 1
+    if steps < 1:
+        return x
+    mismatch = np.asarray(velocity, dtype=np.float64) - (x[1] - x[0])
+    fade = 1.0 - np.arange(steps) / steps                       # 1 at the seam .. 1/L at the end
+    correction = np.concatenate([[0.0], np.cumsum(fade)])[:, None, None] * mismatch[None]
+    return x + correction
 
 
-def join_segments(segments: list[np.ndarray], window: int | None = None) -> tuple[np.ndarray, list[int]]:
+def close_velocity(period: np.ndarray) -> np.ndarray:
+    """A loop (P, N, 3) whose position already wraps (frame P would equal frame 0) -> the same
+    loop whose velocity changes at the wrap like at its neighbours. The correction
+    a * j * (P - j) is zero at frames 0 and P and adds the same small acceleration everywhere."""
+    x = np.asarray(period, dtype=np.float64)
+    p = x.shape[0]
+    if p < 6:
+        return x
+    change_at_wrap = x[1] - 2 * x[0] + x[-1]
+    # the correction adds 2a(P-1) at the wrap and -2a beside it, which shifts the natural
+    # change by the same -2a: solve change + 2a(P-1) = natural - 2a
+    a = (natural_change(x, 0) - change_at_wrap) / (2.0 * p)
+    j = np.arange(p, dtype=np.float64)[:, None, None]
+    return x + a[None] * j * (p - j)
+
+
+def join_segments(segments: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
     """Segments (each (T_i, N, 3), segment i+1 generated from segment i's last pose) -> one clip
     and the index of every seam. Segment i+1 is shifted so its first frame is segment i's last
-    (they share that frame), then the velocities are matched across the seam."""
-    clip = np.asarray(segments[0])
+    (they share that frame) and carries segment i's motion on (see carry_velocity)."""
+    clip = np.asarray(segments[0], dtype=np.float64)
     seams = []
     for segment in segments[1:]:
-        segment = np.asarray(segment)
+        segment = np.asarray(segment, dtype=np.float64)
         shifted = segment + (clip[-1] - segment[0])
+        if clip.shape[0] > 3 and shifted.shape[0] > 3:
+            around = np.concatenate([clip[-4:], shifted[1:4]])          # the seam is frame 3
+            step = (clip[-1] - clip[-2]) + natural_change(around, 3)
+            shifted = carry_velocity(shifted, step)
         seams.append(clip.shape[0] - 1)
         clip = np.concatenate([clip, shifted[1:]], axis=0)
-    shortest = min(np.asarray(s).shape[0] for s in segments)
-    half = max(1, (shortest - 1) // 2) if window is None else window
-    for seam in seams:
-        clip = match_velocity(clip, seam, half)
     return clip, seams
 
 

@@ -19,12 +19,19 @@ def retime(frames: np.ndarray, count: int) -> np.ndarray:
     t = frames.shape[0]
     if count == t or t < 2:
         return np.repeat(frames[:1], count, axis=0) if t < 2 else frames.copy()
+    return resample(frames, np.linspace(0.0, t - 1, count))
+
+
+def resample(frames: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The clip's Catmull-Rom curve at fractional frame `positions` (0 .. T-1)."""
+    frames = np.asarray(frames)
+    t = frames.shape[0]
     f = frames.astype(np.float64)
     tangents = np.empty_like(f)
     tangents[1:-1] = 0.5 * (f[2:] - f[:-2])
     tangents[0] = f[1] - f[0]
     tangents[-1] = f[-1] - f[-2]
-    position = np.linspace(0.0, t - 1, count)
+    position = np.clip(np.asarray(positions, dtype=np.float64), 0.0, t - 1)
     segment = np.minimum(position.astype(np.int64), t - 2)
     out = _hermite(f, tangents, segment, segment + 1, position - segment)
     return out.astype(frames.dtype if frames.dtype.kind == "f" else np.float32)

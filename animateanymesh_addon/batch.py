@@ -8,22 +8,41 @@ done, what failed and why, and Resume carries on with the rest.
 Statuses: queued -> running -> done | failed | cancelled. A failure the backend may not repeat
 (it died, an internal error) goes back to queued until the item has used `max_attempts`; a
 failure of the input (empty mesh, bad prompt, missing model) fails at once: retrying cannot help.
+
+Each item carries its own settings, resolved when the queue is built: the panel's chain, repeat,
+loop, mask, falloff and variations, with the object's custom properties (`aam_then`, ...) over
+them, so Resume runs what was asked even after the panel changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .seam import ErrorCode, atomic, codes
+from .seam import ErrorCode, atomic, codes, limits
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 QUEUE_FORMAT = "animateanymesh-queue"
 QUEUE_VERSION = 1
 DEFAULT_PROMPT_PROPERTY = "aam_prompt"
+# Per-object overrides of the panel's settings, as custom properties (beside the prompt's own):
+THEN_PROPERTY = "aam_then"                  # the prompts that follow, one per line
+REPEAT_PROPERTY = "aam_repeat"              # the prompt and its chain played this many times
+LOOP_PROPERTY = "aam_loop"                  # a loop method's name, or off
+MASK_PROPERTY = "aam_mask"                  # a vertex group: only it moves ("": the whole mesh)
+MASK_FALLOFF_PROPERTY = "aam_mask_falloff"  # 0..1 of the mesh's size
+VARIATIONS_PROPERTY = "aam_variations"      # takes side by side, each on a copy
+OVERRIDE_PROPERTIES = (THEN_PROPERTY, REPEAT_PROPERTY, LOOP_PROPERTY, MASK_PROPERTY,
+                       MASK_FALLOFF_PROPERTY, VARIATIONS_PROPERTY)
+OVERRIDES_HELP = (f"Other custom properties override the panel per object: {THEN_PROPERTY} (the "
+                  f"prompts that follow, one per line; empty: none), {REPEAT_PROPERTY}, "
+                  f"{LOOP_PROPERTY} ({', '.join(limits.LOOP_METHODS)} or off), {MASK_PROPERTY} (a "
+                  f"vertex group; empty: no mask), {MASK_FALLOFF_PROPERTY}, {VARIATIONS_PROPERTY}")
+_NO_LOOP = ("", "off", "none", "no", "false")
 
 
 class QueueError(ValueError):
@@ -41,6 +60,22 @@ class QueueItem:
     seed: int | None = None
     seconds: float | None = None
     updated: float = 0.0
+    # the request's settings for this object (the panel's, or its own custom properties)
+    chain: list[str] = field(default_factory=list)
+    repeat: int = 1
+    loop: str | None = None
+    mask: str = ""
+    mask_falloff: float | None = None
+    variations: int = 1
+
+    @property
+    def then(self) -> list[str]:
+        """The request's chained prompts: the prompt and its chain `repeat` times, minus the first."""
+        return ([self.prompt, *self.chain] * max(int(self.repeat), 1))[1:]
+
+    def settings(self) -> dict:
+        return {"chain": list(self.chain), "repeat": self.repeat, "loop": self.loop,
+                "mask": self.mask, "mask_falloff": self.mask_falloff, "variations": self.variations}
 
     @classmethod
     def from_dict(cls, data: dict) -> "QueueItem":
@@ -62,12 +97,14 @@ class BatchQueue:
     @classmethod
     def for_objects(cls, entries, default_prompt: str, *, max_attempts: int = 2,
                     collection: str = "") -> "BatchQueue":
-        """entries: (object name, own prompt or "") in order. An object without a prompt of its
-        own takes `default_prompt`; with neither it fails at once, saying how to give one."""
+        """entries: (object name, own prompt or "") or (name, own prompt, settings) in order, the
+        settings as `object_settings` returns them. An object without a prompt of its own takes
+        `default_prompt`; with neither it fails at once, saying how to give one."""
         queue = cls(max_attempts=max(1, int(max_attempts)), collection=collection)
-        for name, own in entries:
+        for name, own, *rest in entries:
             prompt = (own or "").strip() or (default_prompt or "").strip()
-            item = QueueItem(object_name=name, prompt=prompt, updated=time.time())
+            item = QueueItem(object_name=name, prompt=prompt, updated=time.time(),
+                             **(rest[0] if rest else {}))
             if not prompt:
                 item.status, item.error_code = "failed", ErrorCode.NO_PROMPT.value
                 item.error = (f"no prompt for '{name}': type one in the panel, or give the object a "
@@ -186,6 +223,68 @@ class BatchQueue:
         except (OSError, json.JSONDecodeError) as exc:
             raise QueueError(f"cannot read the queue file {path}: {exc}; clear the queue.") from None
         return cls.from_dict(data)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+def _override_error(name: str, prop: str, value, fix: str) -> QueueError:
+    return QueueError(f"'{name}' has custom property {prop} = {value!r}: {fix}")
+
+
+def _whole(name: str, prop: str, value, low: int, high: int) -> int:
+    try:
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            raise ValueError
+        number = int(float(value))
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise _override_error(name, prop, value, f"use a whole number from {low} to {high}, or "
+                              "remove the property to use the panel's.")
+    return number
+
+
+def object_settings(name: str, props, defaults: dict) -> dict:
+    """The settings of one object of a batch: `defaults` (the panel's chain, repeat, loop, mask,
+    mask_falloff, variations) with the object's own custom properties `props` (a mapping) over
+    them. Raises QueueError naming the object, the property and the fix."""
+    out = dict(defaults)
+    if THEN_PROPERTY in props:
+        value = props[THEN_PROPERTY]
+        if not isinstance(value, str):
+            raise _override_error(name, THEN_PROPERTY, value, "make it text: the prompts that "
+                                  "follow the object's prompt, one per line.")
+        out["chain"] = [line.strip() for line in value.splitlines() if line.strip()]
+    if REPEAT_PROPERTY in props:
+        out["repeat"] = _whole(name, REPEAT_PROPERTY, props[REPEAT_PROPERTY], 1, limits.MAX_SEGMENTS)
+    if LOOP_PROPERTY in props:
+        value = props[LOOP_PROPERTY]
+        method = str(value).strip().lower() if isinstance(value, str) else None
+        if method is None or (method not in _NO_LOOP and method not in limits.LOOP_METHODS):
+            raise _override_error(name, LOOP_PROPERTY, value, f"use {', '.join(limits.LOOP_METHODS)} "
+                                  "or off, or remove the property to use the panel's Loop.")
+        out["loop"] = None if method in _NO_LOOP else method
+    if MASK_PROPERTY in props:
+        value = props[MASK_PROPERTY]
+        if not isinstance(value, str):
+            raise _override_error(name, MASK_PROPERTY, value, "make it the name of one of the "
+                                  "object's vertex groups (empty: no mask).")
+        out["mask"] = value.strip()
+    if MASK_FALLOFF_PROPERTY in props:
+        value = props[MASK_FALLOFF_PROPERTY]
+        try:
+            falloff = None if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            falloff = None
+        if falloff is None or not math.isfinite(falloff) or not 0 <= falloff <= limits.MAX_FALLOFF:
+            raise _override_error(name, MASK_FALLOFF_PROPERTY, value, f"use a number from 0 to "
+                                  f"{limits.MAX_FALLOFF:g} (a share of the mesh's size; 0: a hard "
+                                  "edge).")
+        out["mask_falloff"] = falloff or None
+    if VARIATIONS_PROPERTY in props:
+        out["variations"] = _whole(name, VARIATIONS_PROPERTY, props[VARIATIONS_PROPERTY], 1,
+                                   limits.MAX_VARIATIONS)
+    return out
 
 
 def queue_file(folder, blend_path: str) -> Path:

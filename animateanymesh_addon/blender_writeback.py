@@ -33,6 +33,7 @@ class WritebackInfo:
     shape_keys: list[str] = field(default_factory=list)
     cache_path: str = ""
     warnings: list[str] = field(default_factory=list)
+    period: int = 0    # a loop: frames of one period (num_frames is one more, the first again)
 
 
 # ------------------------------------------------------------------------------ checks
@@ -93,6 +94,15 @@ def store_record(obj, record: dict) -> None:
 def clear_record(obj) -> None:
     if RECORD_PROP in obj:
         del obj[RECORD_PROP]
+
+
+def note_record(obj, **values) -> None:
+    """Add what the run knows beyond the target's own record (a loop's period, the seed)."""
+    record = animation_info(obj)
+    if record is None:
+        return
+    record.update({k: v for k, v in values.items() if v is not None})
+    store_record(obj, record)
 
 
 def note_warnings(obj, warnings: list[str]) -> None:

@@ -3,6 +3,8 @@
     python -m animateanymesh_addon.cli animate INPUT --prompt TEXT --out OUTPUT
         [--objects A B ... | --collection NAME] [--model default|official|DIR] [--seed S]
         [--steps K] [--solver NAME] [--guidance G] [--num-traj N] [--device auto|cpu|cuda]
+        [--then PROMPT ...] [--repeat K] [--loop [METHOD]] [--mask GROUP [--mask-falloff F]]
+        [--variations K] [--frames N | --seconds S] [--strength X] [--set-range]
         [--mode TARGET] [--frame-start F] [--frame-step S] [--no-keep-rest]
         [--separately] [--preview PNG [--preview-size PX] [--preview-columns C]
         [--preview-frames N]] [--python BACKEND_PYTHON]
@@ -11,7 +13,10 @@ Run it with the Python that has the `bpy` module (the bpy wheel), from the repos
 from the folder the extension is installed in (then the package is `animateanymesh`). It drives
 the same operators, backend client and backend process as the panel: Animate for the selected
 objects (`--objects`, or every mesh of the scene), Animate Collection for `--collection` (each
-object on its own, with its own prompt from the `aam_prompt` custom property when it has one).
+object on its own, with its own prompt from the `aam_prompt` custom property when it has one,
+and the other settings from `aam_then`, `aam_repeat`, `aam_loop`, `aam_mask`, `aam_mask_falloff`
+and `aam_variations` when it has them). With --variations K each take plays on a copy of the
+objects in the collection "Variations" (a line per take says its seed); the originals stay.
 
 INPUT: .blend, .glb / .gltf, .fbx or .obj. OUTPUT: .blend (point caches are written next to it
 and referenced relatively), or a bake: .fbx (blend shapes), .abc, .glb / .gltf (morph targets).
@@ -72,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retime the clip to last this long at the scene's frame rate")
     a.add_argument("--strength", type=float, default=1.0,
                    help="scale the motion, 0 to 2 (1: as the model made it)")
+    a.add_argument("--then", action="append", default=[], metavar="PROMPT",
+                   help="chain another segment that starts where the last one ends (repeatable)")
+    a.add_argument("--repeat", type=int, default=1, metavar="K",
+                   help="play the prompt (and its --then chain) K times in a row")
+    a.add_argument("--loop", nargs="?", const=limits.DEFAULT_LOOP, default=None,
+                   choices=list(limits.LOOP_METHODS), metavar="METHOD",
+                   help=f"make the clip loop seamlessly (default method {limits.DEFAULT_LOOP}): " + "; ".join(
+                       f"{name}: {text}" for name, text in limits.LOOP_METHODS.items()))
+    a.add_argument("--mask", default="", metavar="GROUP",
+                   help="only this vertex group moves, by its weights; the rest stays pinned")
+    a.add_argument("--mask-falloff", type=float, default=None, metavar="F",
+                   help="soften the mask's edge over this share of the mesh's size (0 to 1)")
+    a.add_argument("--variations", type=int, default=1, metavar="K",
+                   help="K takes (seeds seed, seed+1, ...), each on a copy in the collection "
+                        "'Variations'")
     a.add_argument("--set-range", action="store_true",
                    help="make the scene's frame range the clip's (saved in a .blend output)")
     a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -119,8 +139,22 @@ def check_args(args) -> None:
     try:  # the request's own ranges, before Blender starts
         limits.check_frames(args.frames)
         limits.check_strength(args.strength)
+        limits.check_variations(args.variations)
     except SeamError as exc:
         raise UsageError(f"--{exc.message}") from None
+    if not 1 <= args.repeat <= limits.MAX_SEGMENTS:
+        raise UsageError(f"--repeat must be between 1 and {limits.MAX_SEGMENTS} (got {args.repeat}): "
+                         "how many times the prompt and its --then chain play.")
+    try:
+        limits.check_then(([args.prompt or "-", *args.then] * args.repeat)[1:])  # -: each object's own
+    except SeamError as exc:
+        raise UsageError(f"--then: {exc.message}") from None
+    if args.mask_falloff is not None:
+        if not args.mask:
+            raise UsageError("--mask-falloff softens a mask: give the vertex group with --mask GROUP.")
+        if not (math.isfinite(args.mask_falloff) and 0 <= args.mask_falloff <= limits.MAX_FALLOFF):
+            raise UsageError(f"--mask-falloff must be between 0 and {limits.MAX_FALLOFF:g} (got "
+                             f"{args.mask_falloff:g}), a share of the mesh's size; 0 is a hard edge.")
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise UsageError("--seconds must be a positive length, e.g. --seconds 2.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():
@@ -232,6 +266,12 @@ def animate(args) -> int:
         s.length_frames = args.frames
     if args.seconds is not None:
         s.length_seconds = args.seconds
+    s.chain.clear()
+    for text in args.then:
+        s.chain.add().prompt = text
+    s.repeat, s.variations = args.repeat, args.variations
+    s.loop = args.loop.upper() if args.loop else "OFF"
+    s.mask_group, s.mask_falloff = args.mask, args.mask_falloff or 0.0
     s.set_scene_range = args.set_range
     s.device = args.device.upper()
     s.mode = target.name
@@ -245,7 +285,10 @@ def animate(args) -> int:
         code, message = run_operator(session, lambda: bpy.ops.animateanymesh.animate(
             objects="\n".join(o.name for o in objects), frame_start=args.frame_start,
             cache_dir=cache_dir))
-    done = [o for o in objects if o.get("animateanymesh") is not None]
+    from . import variations
+
+    copies = variations.copies_of(o.name for o in objects)
+    done = [o for o in objects if o.get("animateanymesh") is not None] + copies
     if code and code != ErrorCode.ITEMS_FAILED:
         print(f"error: {message}", file=sys.stderr)
         session.forget_client()
@@ -255,6 +298,13 @@ def animate(args) -> int:
         for item in session.load_queue().items:
             tail = f": {item.error}" if item.status != "done" and item.error else ""
             print(f"  {item.object_name}: {item.status}{tail}")
+    takes: dict = {}
+    for copy in copies:
+        key = (copy[variations.OF_PROP] if args.collection else "", int(copy[variations.TAKE_PROP]))
+        takes.setdefault(key, (int(copy[variations.SEED_PROP]), []))[1].append(copy.name)
+    for (original, take), (seed, names) in sorted(takes.items()):
+        where = f"{original} " if original else ""
+        print(f"  {where}take {take}: seed {seed} on {', '.join(names)}")
     session.forget_client()  # the model is not needed for writing and previews
 
     write_output(out, done or objects, cache_dir)

@@ -16,6 +16,11 @@ mapped back into each object's space:
   other, which the objects' own spaces (rotated, scaled) would hide.
 "One after the other" sends each object alone (still in world space), one job at a time.
 
+A mask (a vertex group) travels as one weight per vertex in the same order as the vertices: the
+group's weight inside it, 0 (pinned) outside. A loop is written closed (its first frame again at
+the end, see writeback.closed_loop). Variations write each take on a copy (variations.py) and
+leave the originals as they are.
+
 Nothing is written to the scene before every job succeeded: a cancelled or failed Animate
 leaves the scene as it was, and the write happens in the operator's last step, inside its undo
 step.
@@ -27,13 +32,13 @@ import hashlib
 import json
 import math
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import bpy
 import numpy as np
 
 from . import blender_writeback as bw
-from . import session, targets
+from . import session, targets, variations
 from . import writeback as wb
 from .backend_client import BackendError
 from .seam import ErrorCode, Polygons, SeamError, codes, limits, stages
@@ -59,6 +64,12 @@ class AnimateOptions:
     num_traj: int | None = None     # None: picked from the vertex count
     frames: int | None = None       # the clip retimed to this many frames; None: the model's
     strength: float = 1.0           # a factor on the motion, 0-2
+    chain: tuple = ()               # prompts that follow the prompt, one segment each
+    repeat: int = 1                 # the prompt and its chain played this many times
+    loop: str | None = None         # a limits.LOOP_METHODS name; None: no loop
+    mask_group: str = ""            # a vertex group: only it moves ("": the whole mesh)
+    mask_falloff: float | None = None  # the mask's soft edge, a share of the mesh's size
+    variations: int = 1             # takes side by side, each on a copy (variations.py)
     set_scene_range: bool = False   # after writing, the scene's frame range becomes the clip's
     device: str = "auto"
     frame_start: float = 1.0
@@ -68,11 +79,20 @@ class AnimateOptions:
     together: bool = True
     cache_dir: str = ""             # point caches; "" = the add-on's user folder
 
+    @property
+    def then(self) -> list[str]:
+        """The request's chained prompts: the prompt and its chain `repeat` times, minus the first."""
+        return ([self.prompt, *self.chain] * max(int(self.repeat), 1))[1:]
+
     def job_options(self) -> dict:
         return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
                 "steps": self.steps, "solver": self.solver or None, "num_traj": self.num_traj,
                 "frames": self.frames or None, "device": self.device,
-                "strength": None if self.strength == 1.0 else float(self.strength)}
+                "strength": None if self.strength == 1.0 else float(self.strength),
+                "then": self.then, "loop": self.loop or None,
+                "variations": int(self.variations) if self.variations != 1 else None,
+                "mask_falloff": float(self.mask_falloff) if self.mask_group and self.mask_falloff
+                else None}
 
     def write_settings(self) -> targets.WriteSettings:
         return targets.WriteSettings(float(self.frame_start), float(self.frame_step),
@@ -87,6 +107,18 @@ class AnimateOptions:
         if not self.prompt.strip():
             raise AnimateError(ErrorCode.NO_PROMPT, "the prompt is empty: type what the mesh should "
                                "do, e.g. \"a bird flaps its wings\".")
+        repeat = self.repeat
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not (
+                1 <= repeat <= limits.MAX_SEGMENTS):
+            raise AnimateError(ErrorCode.BAD_INPUT, f"Repeat must be between 1 and {limits.MAX_SEGMENTS} "
+                               f"(got {repeat}): how many times the prompt and its chain play.")
+        try:
+            limits.check_then(self.then)
+            limits.check_loop(self.loop or None)
+            limits.check_variations(self.variations)
+            limits.check_mask_falloff(self.mask_falloff)
+        except SeamError as exc:
+            raise AnimateError(exc.code, exc.message) from None
         try:
             targets.get_target(self.mode).check_settings(self.write_settings())
         except wb.WritebackError as exc:
@@ -109,6 +141,7 @@ class MeshRequest:
     parts: list[MeshPart]
     vertices: np.ndarray     # (N, 3) float32, world space
     polygons: Polygons
+    mask: np.ndarray | None = None  # (N,) float32 weights, 0 pinned .. 1 moves; None: no mask
 
 
 def object_mesh(obj) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,7 +173,26 @@ def check_animatable(obj) -> None:
                            "not be mapped back onto it. Fix: give it a non-zero scale.")
 
 
-def build_requests(objects, together: bool) -> list[MeshRequest]:
+def mask_weights(obj, group_name: str) -> np.ndarray:
+    """(n,) float32: the weight of each vertex of `obj` in its vertex group `group_name`, 0 for
+    the vertices outside it (an artist picks the group of the part that should move)."""
+    group = obj.vertex_groups.get(group_name)
+    if group is None:
+        have = ", ".join(g.name for g in obj.vertex_groups) or "none"
+        raise AnimateError(ErrorCode.BAD_MASK, f"'{obj.name}' has no vertex group '{group_name}' for "
+                           f"the mask (its groups: {have}). Fix: pick one of its groups as Mask, "
+                           "or clear Mask to move the whole mesh.")
+    index = group.index
+    weights = np.zeros(len(obj.data.vertices), dtype=np.float32)
+    for vertex in obj.data.vertices:
+        for element in vertex.groups:
+            if element.group == index:
+                weights[vertex.index] = element.weight
+                break
+    return np.clip(weights, 0.0, 1.0)
+
+
+def build_requests(objects, together: bool, mask_group: str = "") -> list[MeshRequest]:
     objs, seen = [], set()
     for obj in objects:
         if obj is not None and obj.name in seen:
@@ -150,6 +202,7 @@ def build_requests(objects, together: bool) -> list[MeshRequest]:
         objs.append(obj)
     if not objs:
         raise AnimateError(ErrorCode.NO_OBJECTS, "nothing to animate: select one or more mesh objects.")
+    masks = {o.name: mask_weights(o, mask_group) for o in objs} if mask_group else {}
     groups = [objs] if together else [[o] for o in objs]
     requests = []
     for group in groups:
@@ -162,8 +215,9 @@ def build_requests(objects, together: bool) -> list[MeshRequest]:
             sizes.append(size)
             parts.append(MeshPart(obj.name, len(rest), matrix))
             offset += len(rest)
+        mask = np.concatenate([masks[o.name] for o in group]) if masks else None
         requests.append(MeshRequest(parts, np.concatenate(verts).astype(np.float32),
-                                    Polygons(np.concatenate(flats), np.concatenate(sizes))))
+                                    Polygons(np.concatenate(flats), np.concatenate(sizes)), mask))
     return requests
 
 
@@ -173,7 +227,9 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
     h = hashlib.sha1()
     inference = {k: v for k, v in asdict(options).items()
                  if k in ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
-                          "frames", "strength", "device", "together")}
+                          "frames", "strength", "device", "together", "loop", "variations")}
+    inference["then"] = options.then
+    inference["mask_falloff"] = options.job_options()["mask_falloff"]
     h.update(json.dumps(inference, sort_keys=True).encode())
     for request in requests:
         for part in request.parts:
@@ -181,6 +237,8 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
         h.update(request.vertices.tobytes())
         h.update(np.ascontiguousarray(request.polygons.flat, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(request.polygons.sizes, dtype=np.int64).tobytes())
+        if request.mask is not None:
+            h.update(b"mask\0" + np.ascontiguousarray(request.mask, dtype=np.float32).tobytes())
     return h.hexdigest()
 
 
@@ -193,13 +251,21 @@ def split_result(request: MeshRequest, frames: np.ndarray) -> dict[str, np.ndarr
 
 # ----------------------------------------------------------------------------- write-back
 
+def clip_range(info) -> tuple[int, int]:
+    """The scene frames a written clip plays on: a loop's one period (its closing frame is where
+    the timeline wraps back), otherwise every frame; a fractional end still shows its last frame."""
+    if info.period:
+        return wb.loop_scene_range(info.frame_start, info.frame_end)
+    return math.floor(info.frame_start), math.ceil(info.frame_end)
+
+
 def frame_scene_range(scene, infos) -> None:
     """The scene's frame range (and preview range, when one is on) becomes the span of the clips
-    just written; a fractional end still shows its last frame."""
+    just written: a loop's range is exactly its period, so playback wraps without a seam."""
     if not infos:
         return
-    start = min(math.floor(i.frame_start) for i in infos)
-    end = max(math.ceil(i.frame_end) for i in infos)
+    start = min(clip_range(i)[0] for i in infos)
+    end = max(clip_range(i)[1] for i in infos)
     if start > scene.frame_end:  # Blender keeps start <= end at every assignment
         scene.frame_end, scene.frame_start = end, start
     else:
@@ -208,7 +274,19 @@ def frame_scene_range(scene, infos) -> None:
         scene.frame_preview_start, scene.frame_preview_end = start, end
 
 
-def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
+def clip_for_writing(frames, options: AnimateOptions) -> np.ndarray:
+    """The frames as written: a loop closed by its first frame again (writeback.closed_loop)."""
+    return wb.closed_loop(frames) if options.loop else frames
+
+
+def after_write(obj, info, options: AnimateOptions, seed: int | None = None) -> None:
+    """What the record keeps beyond the target's own: a loop's method and period, the seed."""
+    if options.loop:
+        info.period = info.num_frames - 1
+    bw.note_record(obj, loop=options.loop or None, period=info.period or None, seed=seed)
+
+
+def write_results(frames_by_name: dict, options: AnimateOptions, seed: int | None = None) -> list:
     """Write every object's frames, or nothing: all checks run before the first write."""
     settings = options.write_settings()
     try:
@@ -224,7 +302,8 @@ def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
                                "was being animated: animate it again.")
         try:
             target.check(obj, settings)
-            checked.append((obj, wb.as_frames(frames, len(obj.data.vertices))))
+            checked.append((obj, clip_for_writing(wb.as_frames(frames, len(obj.data.vertices)),
+                                                  options)))
         except wb.WritebackError as exc:
             raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
     infos = []
@@ -233,6 +312,28 @@ def write_results(frames_by_name: dict, options: AnimateOptions) -> list:
             infos.append(target.write(obj, f, settings))
         except wb.WritebackError as exc:  # checked above; a disk error for a file remains
             raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
+        after_write(obj, infos[-1], options, seed)
+    return infos
+
+
+def write_variations(requests: list[MeshRequest], takes: list[dict], seeds: list[int],
+                     options: AnimateOptions) -> list:
+    """Every take on copies of the objects (variations.py), the originals left as they are."""
+    groups = [[(p.name, p.matrix) for p in r.parts] for r in requests]
+    widths = [float(np.ptp(r.vertices[:, 0])) if len(r.vertices) else 0.0 for r in requests]
+    diagonals = [float(np.linalg.norm(np.ptp(r.vertices, axis=0))) if len(r.vertices) else 0.0
+                 for r in requests]
+    prepared = [{name: clip_for_writing(frames, options) for name, frames in take.items()}
+                for take in takes]
+    try:
+        written = variations.write_takes(groups, widths, diagonals, prepared, seeds, options.mode,
+                                         options.write_settings())
+    except wb.WritebackError as exc:
+        raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
+    infos = []
+    for obj, info, seed in written:
+        after_write(obj, info, options, seed)
+        infos.append(info)
     return infos
 
 
@@ -246,12 +347,13 @@ class AnimateRun:
     def __init__(self, objects, options: AnimateOptions, client_factory=None):
         options.check()
         self.options = options
-        self.requests = build_requests(objects, options.together)
+        self.requests = build_requests(objects, options.together, options.mask_group)
         self.signature = request_signature(self.requests, options)
         self.names = [p.name for r in self.requests for p in r.parts]
         self.state = "pending"
         self.error: tuple[str, str] | None = None
-        self.frames: dict[str, np.ndarray] = {}
+        self.takes: list[dict[str, np.ndarray]] = []   # take k: {object name: frames}
+        self.seeds: list[int] = []
         self.warnings: list[str] = []
         self.seed: int | None = None
         self.index = 0
@@ -263,6 +365,11 @@ class AnimateRun:
     @property
     def finished(self) -> bool:
         return self.state in ("done", "error", "cancelled")
+
+    @property
+    def frames(self) -> dict[str, np.ndarray]:
+        """{object name: frames} of the first take."""
+        return self.takes[0] if self.takes else {}
 
     @property
     def fraction(self) -> float:
@@ -305,9 +412,13 @@ class AnimateRun:
         if job.state == "running":
             return False
         if job.state == "done":
-            self.frames.update(split_result(self.requests[self.index], job.result_frames()))
+            takes = job.result_takes()
+            if not self.takes:
+                self.takes = [{} for _ in range(len(takes))]
+            for store, take in zip(self.takes, takes):
+                store.update(split_result(self.requests[self.index], take))
             self.warnings += [w for w in job.warnings if w not in self.warnings]
-            self.seed = job.seed
+            self.seed, self.seeds = job.seed, list(job.seeds)
             self.index += 1
             if self.index == len(self.requests):
                 self.state = "done"
@@ -348,14 +459,16 @@ class AnimateRun:
         """Write the result (the operator's final step). Raises AnimateError."""
         if self.state != "done":
             raise AnimateError(ErrorCode.NO_RESULT, f"nothing to write: the run is {self.state}.")
-        return write_results(self.frames, self.options)
+        if self.options.variations > 1:
+            return write_variations(self.requests, self.takes, self.seeds, self.options)
+        return write_results(self.frames, self.options, self.seed)
 
     def _submit(self) -> None:
         request = self.requests[self.index]
         try:
             client = self._client_factory()
             self.job = client.submit(request.vertices, request.polygons, self.options.prompt,
-                                     **self.options.job_options())
+                                     mask=request.mask, **self.options.job_options())
         except BackendError as exc:
             self._fail(exc.code, exc.message)
 
@@ -383,6 +496,7 @@ class BatchRun:
         self.item = None
         self.job = None
         self._request = None
+        self._item_options = None
         self._save = save or (lambda: None)
         self._client_factory = client_factory or session.client
         self._cancel = threading.Event()
@@ -471,10 +585,12 @@ class BatchRun:
         try:
             if obj is None:
                 raise AnimateError(ErrorCode.OBJECT_GONE, f"object '{item.object_name}' no longer exists.")
-            (self._request,) = build_requests([obj], together=True)
+            options = self._item_options = item_options(self.options, item)
+            options.check()
+            (self._request,) = build_requests([obj], together=True, mask_group=options.mask_group)
             client = self._client_factory()
             self.job = client.submit(self._request.vertices, self._request.polygons, item.prompt,
-                                     **self.options.job_options())
+                                     mask=self._request.mask, **options.job_options())
         except AnimateError as exc:
             self._item_failed(exc.code, exc.message)
         except BackendError as exc:
@@ -486,8 +602,12 @@ class BatchRun:
         self.job = None
         if job.state == "done":
             try:
-                frames = split_result(self._request, job.result_frames())
-                infos = write_results(frames, self.options)
+                options = self._item_options
+                takes = [split_result(self._request, take) for take in job.result_takes()]
+                if options.variations > 1:
+                    infos = write_variations([self._request], takes, job.seeds, options)
+                else:
+                    infos = write_results(takes[0], options, job.seed)
                 self.warnings += [f"{item.object_name}: {w}"
                                   for w in job.warnings + [w for i in infos for w in i.warnings]]
                 for info in infos:
@@ -516,3 +636,11 @@ class BatchRun:
             return
         self.queue.fail(item, code, message)
         self.item = None
+
+
+def item_options(options: AnimateOptions, item) -> AnimateOptions:
+    """The options of one batch item: the batch's, with the item's prompt and its own settings
+    (resolved from the panel and the object's custom properties when the queue was built)."""
+    return replace(options, prompt=item.prompt, chain=tuple(item.chain), repeat=int(item.repeat),
+                   loop=item.loop or None, mask_group=item.mask or "",
+                   mask_falloff=item.mask_falloff, variations=int(item.variations or 1))

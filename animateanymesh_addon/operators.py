@@ -1,5 +1,6 @@
-"""Operators of the panel: Animate, Cancel, New Seed, Release Memory, Remove Animation, and the
-batch queue (Animate Collection, Cancel All, Retry Failed, Clear).
+"""Operators of the panel: Animate, Cancel, New Seed, Release Memory, Remove Animation, the chain
+of prompts (Add / Remove), the variations (Keep This One, Discard Variations), and the batch
+queue (Animate Collection, Cancel All, Retry Failed, Clear).
 
 Animate and Animate Collection run the same controller two ways:
 * invoke (the panel's buttons): a modal operator polled by a 0.1 s timer; Blender never waits,
@@ -18,10 +19,12 @@ import bpy
 
 from . import batch as batchq
 from . import blender_writeback as bw
-from . import session, targets
+from . import session, targets, variations
 from .backend_setup import SetupError
-from .controller import AnimateError, AnimateOptions, AnimateRun, BatchRun, frame_scene_range
-from .props import MAX_SEED, SOLVER_DESCRIPTION, solver_search
+from .controller import (AnimateError, AnimateOptions, AnimateRun, BatchRun, clip_range,
+                         frame_scene_range, item_options)
+from .props import (LOOP_ITEMS, MAX_SEED, SOLVER_DESCRIPTION, VARIATIONS_DESCRIPTION,
+                    loop_identifier, loop_method, solver_search)
 from .seam import ErrorCode, limits
 from .writeback import WritebackError, frame_step_for_fps, frames_for_seconds
 
@@ -61,8 +64,10 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
     options = AnimateOptions(
         prompt=s.prompt, model=model, seed=s.seed, guidance=s.guidance or None,
         steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None,
-        frames=frames, strength=s.strength, set_scene_range=s.set_scene_range,
-        device=DEVICE_VALUES.get(device, "auto"),
+        frames=frames, strength=s.strength, chain=tuple(item.prompt for item in s.chain),
+        repeat=s.repeat, loop=loop_method(s.loop), mask_group=s.mask_group.strip(),
+        mask_falloff=s.mask_falloff or None, variations=s.variations,
+        set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together)
     return options, device
@@ -254,6 +259,23 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
     set_scene_range: bpy.props.BoolProperty(name="Set Scene Range", **_skip())
     strength: bpy.props.FloatProperty(name="Strength", min=limits.MIN_STRENGTH,
                                       max=limits.MAX_STRENGTH, default=1.0, **_skip())
+    # No hard limits on these: a value out of range is refused with the reason, never clamped
+    then: bpy.props.StringProperty(name="Then", description="Prompts that follow the prompt, one "
+                                   "per line; each segment starts from the last pose of the one "
+                                   "before (default: the panel's list)", **_skip())
+    repeat: bpy.props.IntProperty(name="Repeat", default=1, soft_min=1, soft_max=limits.MAX_SEGMENTS,
+                                  description="Play the prompt and its chain this many times",
+                                  **_skip())
+    loop: bpy.props.EnumProperty(name="Loop", items=LOOP_ITEMS, **_skip())
+    mask_group: bpy.props.StringProperty(name="Mask", description="A vertex group of each object: "
+                                         "only it moves, by its weights (empty: the whole mesh)",
+                                         **_skip())
+    mask_falloff: bpy.props.FloatProperty(name="Falloff", soft_min=0.0, soft_max=limits.MAX_FALLOFF,
+                                          description="The mask's soft edge, a share of the mesh's "
+                                          "size", **_skip())
+    variations: bpy.props.IntProperty(name="Variations", default=1, soft_min=1,
+                                      soft_max=limits.MAX_VARIATIONS,
+                                      description=VARIATIONS_DESCRIPTION, **_skip())
     num_traj: bpy.props.IntProperty(name="Tokens", min=0, description="0: from the vertex count",
                                     **_skip())
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, **_skip())
@@ -272,8 +294,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         description="Where point caches go (default: the add-on's user folder)")
 
     _OPTION_NAMES = ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj", "frames",
-                     "strength", "set_scene_range", "frame_start", "frame_step", "mode", "keep_rest",
-                     "together")
+                     "strength", "repeat", "mask_group", "mask_falloff", "variations",
+                     "set_scene_range", "frame_start", "frame_step", "mode", "keep_rest", "together")
 
     @classmethod
     def poll(cls, context):
@@ -314,11 +336,20 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
                 setattr(self, name, value)
         if not props.is_property_set("device"):
             self.device = device if device in DEVICE_VALUES else "AUTO"
+        if not props.is_property_set("then"):
+            self.then = "\n".join(defaults.chain)
+        if not props.is_property_set("loop"):
+            self.loop = loop_identifier(defaults.loop)
+        then = self.then.strip("\n")
         return AnimateOptions(
             prompt=self.prompt, model=self.model or "default", seed=self.seed,
             guidance=self.guidance or None, steps=self.steps or None,
             solver=self.solver.strip() or None, num_traj=self.num_traj or None,
-            frames=self.frames or None, strength=self.strength, set_scene_range=self.set_scene_range,
+            frames=self.frames or None, strength=self.strength,
+            chain=tuple(then.split("\n")) if then else (), repeat=self.repeat,
+            loop=loop_method(self.loop), mask_group=self.mask_group.strip(),
+            mask_falloff=self.mask_falloff or None, variations=self.variations,
+            set_scene_range=self.set_scene_range,
             device=DEVICE_VALUES[self.device], frame_start=self.frame_start,
             frame_step=self.frame_step, mode=self.mode, keep_rest=self.keep_rest,
             together=self.together, cache_dir=bpy.path.abspath(self.cache_dir) if self.cache_dir else "")
@@ -328,7 +359,9 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         run = AnimateRun(self._objects(context), options)
         cached = session.cached_result(run.signature) if self._may_reuse() else None
         if cached is not None:
-            run.frames, run.seed, run.warnings = dict(cached[0]), cached[1], list(cached[2])
+            takes, seeds, run.warnings = cached
+            run.takes, run.seeds, run.warnings = [dict(t) for t in takes], list(seeds), list(run.warnings)
+            run.seed = run.seeds[0]
             run.state = "done"
         return run
 
@@ -357,16 +390,25 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             return self.refuse(exc.code, exc.message)
         if run.options.set_scene_range:
             frame_scene_range(context.scene, infos)
-        session.remember_result(run.signature, (run.frames, run.seed, run.warnings))
+        session.remember_result(run.signature, (run.takes, run.seeds, run.warnings))
         self.seed = run.seed if run.seed is not None else self.seed
         for text in run.warnings + [w for info in infos for w in info.warnings]:
             self.report({"WARNING"}, text)
         for info in infos:
             bw.note_warnings(bpy.data.objects.get(info.object_name), run.warnings + info.warnings)
         first = infos[0]
-        names = ", ".join(info.object_name for info in infos)
-        message = (f"Animated {names}: {first.num_frames} frames on {first.frame_start:g}-"
-                   f"{first.frame_end:g} (seed {run.seed}).")
+        if first.period:
+            start, end = clip_range(first)
+            clip = f"a {first.period}-frame loop on {start}-{end}"
+        else:
+            clip = f"{first.num_frames} frames on {first.frame_start:g}-{first.frame_end:g}"
+        if run.options.variations > 1:
+            message = (f"Made {len(run.seeds)} variations of {', '.join(dict.fromkeys(run.names))} in "
+                       f"'{variations.COLLECTION}' (seeds {', '.join(map(str, run.seeds))}), each "
+                       f"{clip}: select the best one and press Keep This One.")
+        else:
+            names = ", ".join(info.object_name for info in infos)
+            message = f"Animated {names}: {clip} (seed {run.seed})."
         session.set_outcome("", message)
         self.report({"INFO"}, message)
         return {"FINISHED"}
@@ -379,6 +421,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             layout.prop(self, name)
         box = layout.box()
         box.label(text=f"Prompt: {self.prompt}")
+        for line in self.then.strip("\n").split("\n") if self.then.strip() else ():
+            box.label(text=f"Then: {line}")
         box.label(text=f"Seed {self.seed}; change prompt or seed in the panel and Animate again")
 
 
@@ -445,6 +489,132 @@ class ANIMATEANYMESH_OT_release_memory(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ANIMATEANYMESH_OT_chain_add(bpy.types.Operator):
+    """Add a prompt that follows: a segment that starts where the one before ends"""
+
+    bl_idname = "animateanymesh.chain_add"
+    bl_label = "Add Chained Prompt"
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
+
+    prompt: bpy.props.StringProperty(name="Prompt", options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        s = scene_settings(context)
+        if len(s.chain) + 1 >= limits.MAX_SEGMENTS:
+            self.report({"ERROR"}, f"a chain holds at most {limits.MAX_SEGMENTS} prompts, the first "
+                        "included; set Length to stretch the segments instead.")
+            return {"CANCELLED"}
+        s.chain.add().prompt = self.prompt
+        s.chain_index = len(s.chain) - 1
+        return {"FINISHED"}
+
+
+class ANIMATEANYMESH_OT_chain_remove(bpy.types.Operator):
+    """Remove the selected prompt from the chain"""
+
+    bl_idname = "animateanymesh.chain_remove"
+    bl_label = "Remove Chained Prompt"
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(scene_settings(context).chain) > 0
+
+    def execute(self, context):
+        s = scene_settings(context)
+        index = min(max(s.chain_index, 0), len(s.chain) - 1)
+        s.chain.remove(index)
+        s.chain_index = max(0, min(index, len(s.chain) - 1))
+        return {"FINISHED"}
+
+
+def _variation(context, name: str):
+    """The copy named `name`, else the active object (a copy or not)."""
+    if name:
+        obj = bpy.data.objects.get(name)
+        if obj is None:
+            raise WritebackError(f"no object named '{name}' in this file.")
+        return obj
+    return context.active_object
+
+
+class ANIMATEANYMESH_OT_keep_variation(bpy.types.Operator):
+    """Apply this variation's take to the original and remove all its variation copies"""
+
+    bl_idname = "animateanymesh.keep_variation"
+    bl_label = "Keep This One"
+    bl_options = {"REGISTER", "UNDO"}
+
+    variation: bpy.props.StringProperty(
+        name="Variation", description="The copy whose take to keep (default: the active object)",
+        options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        if session.busy_message():
+            cls.poll_message_set(session.busy_message())
+            return False
+        return context.mode == "OBJECT"
+
+    def execute(self, context):
+        try:
+            copy = _variation(context, self.variation)
+            if not variations.is_copy(copy):
+                raise WritebackError(f"'{getattr(copy, 'name', 'nothing')}' is not a variation: "
+                                     f"select one of the copies in '{variations.COLLECTION}' (or "
+                                     "name it) and Keep This One again.")
+            what = variations.describe(copy)
+            infos = variations.keep(copy)
+        except WritebackError as exc:
+            session.set_outcome(ErrorCode.WRITEBACK, str(exc))
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        originals = [bpy.data.objects.get(info.object_name) for info in infos]
+        if originals and originals[0] is not None:
+            context.view_layer.update()  # the removed copies leave the view layer
+            for obj in context.view_layer.objects:
+                if obj is not None:
+                    obj.select_set(obj in originals)
+            context.view_layer.objects.active = originals[0]
+        message = f"Kept {what} on {', '.join(info.object_name for info in infos)}; its copies are removed."
+        session.set_outcome("", message)
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
+class ANIMATEANYMESH_OT_discard_variations(bpy.types.Operator):
+    """Remove the variation copies of the active object (a copy or its original), or all of them"""
+
+    bl_idname = "animateanymesh.discard_variations"
+    bl_label = "Discard Variations"
+    bl_options = {"REGISTER", "UNDO"}
+
+    variation: bpy.props.StringProperty(
+        name="Object", description="A copy or an original whose variations go (default: the active "
+        "object)", options={"SKIP_SAVE"})
+    everything: bpy.props.BoolProperty(name="All", description="Every variation in the file",
+                                       options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        try:
+            obj = None if self.everything else _variation(context, self.variation)
+        except WritebackError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if obj is None:
+            names = {o.get(variations.OF_PROP) for o in variations.all_copies()}
+        elif variations.is_copy(obj):
+            names = {o.get(variations.OF_PROP) for o in variations.set_members(obj)}
+        else:
+            names = {obj.name}
+        count = variations.discard(names)
+        if not count:
+            self.report({"INFO"}, "No variation copies to remove.")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Removed {count} variation copies.")
+        return {"FINISHED"}
+
+
 class ANIMATEANYMESH_OT_remove_animation(bpy.types.Operator):
     """Remove the AnimateAnyMesh animation from the selected meshes (your own shape keys,
     actions and modifiers stay)"""
@@ -484,7 +654,9 @@ def collection_meshes(collection) -> list:
 
 class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
     """Animate every mesh of the collection on its own, one after the other, each with its own
-    prompt (custom property) or the panel's. The queue is saved and survives a restart"""
+    prompt (custom property aam_prompt) or the panel's, and its own aam_then (prompts that follow,
+    one per line), aam_repeat, aam_loop, aam_mask, aam_mask_falloff and aam_variations or the
+    panel's. The queue is saved and survives a restart"""
 
     bl_idname = "animateanymesh.animate_collection"
     bl_label = "Animate Collection"
@@ -534,13 +706,45 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
                 raise AnimateError(ErrorCode.NO_OBJECTS, f"collection '{collection.name}' holds no mesh "
                                    "objects.")
             prop = s.batch_prompt_property or batchq.DEFAULT_PROMPT_PROPERTY
-            entries = [(o.name, str(o.get(prop, "") or "")) for o in meshes]
             default_prompt = self.prompt if self.properties.is_property_set("prompt") else s.prompt
+            defaults = {"chain": list(options.chain), "repeat": options.repeat,
+                        "loop": options.loop, "mask": options.mask_group,
+                        "mask_falloff": options.mask_falloff, "variations": options.variations}
+            entries = [(o.name, str(o.get(prop, "") or ""), self._object_settings(o, defaults))
+                       for o in meshes]
             queue = batchq.BatchQueue.for_objects(entries, default_prompt,
                                                   max_attempts=s.batch_attempts,
                                                   collection=collection.name)
+            for item in queue.items:  # every item's own settings, before anything runs
+                if item.status == "queued":
+                    self._check_item(options, item)
             session.set_queue(queue)
         return BatchRun(queue, options, save=session.save_queue)
+
+    @staticmethod
+    def _object_settings(obj, defaults: dict) -> dict:
+        """The panel's settings with the object's own custom properties (batch.OVERRIDE_PROPERTIES)
+        over them; a bad value refuses the whole batch, naming the object and the property."""
+        own = {name: obj[name] for name in batchq.OVERRIDE_PROPERTIES if name in obj}
+        try:
+            settings = batchq.object_settings(obj.name, own, defaults)
+        except batchq.QueueError as exc:
+            raise AnimateError(ErrorCode.BAD_INPUT, str(exc)) from None
+        group = settings["mask"]
+        if group and obj.vertex_groups.get(group) is None:
+            source = (f"its custom property {batchq.MASK_PROPERTY}" if batchq.MASK_PROPERTY in own
+                      else "the panel's Mask")
+            raise AnimateError(ErrorCode.BAD_MASK, f"'{obj.name}' has no vertex group '{group}' ("
+                               f"{source}). Fix: add the group, or set {batchq.MASK_PROPERTY} on "
+                               "the object to one of its groups (empty: no mask).")
+        return settings
+
+    @staticmethod
+    def _check_item(options, item) -> None:
+        try:
+            item_options(options, item).check()
+        except AnimateError as exc:
+            raise AnimateError(exc.code, f"'{item.object_name}': {exc.message}") from None
 
     def finish_run(self, context, run):
         counts = run.queue.counts()
@@ -637,6 +841,10 @@ CLASSES = (
     ANIMATEANYMESH_OT_new_seed,
     ANIMATEANYMESH_OT_release_memory,
     ANIMATEANYMESH_OT_remove_animation,
+    ANIMATEANYMESH_OT_chain_add,
+    ANIMATEANYMESH_OT_chain_remove,
+    ANIMATEANYMESH_OT_keep_variation,
+    ANIMATEANYMESH_OT_discard_variations,
     ANIMATEANYMESH_OT_animate_collection,
     ANIMATEANYMESH_OT_batch_cancel_all,
     ANIMATEANYMESH_OT_batch_retry_failed,

@@ -6,7 +6,7 @@ import textwrap
 import bpy
 
 from . import blender_writeback as bw
-from . import session, targets
+from . import session, targets, variations
 from .writeback import WritebackError
 
 STATUS_ICONS = {"queued": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
@@ -39,6 +39,34 @@ def _animation_of(obj):
         return None, bw.animation_info(obj)
 
 
+class ANIMATEANYMESH_UL_chain(bpy.types.UIList):
+    """The prompts that follow the main prompt, one segment each, edited in place."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0,
+                  flt_flag=0):
+        row = layout.row(align=True)
+        row.label(text=f"{index + 2}.")
+        row.prop(item, "prompt", text="", emboss=False)
+
+
+def _chain(layout, s) -> None:
+    col = layout.column(align=True)
+    col.label(text="Then")
+    row = col.row()
+    row.template_list("ANIMATEANYMESH_UL_chain", "", s, "chain", s, "chain_index", rows=2)
+    buttons = row.column(align=True)
+    buttons.operator("animateanymesh.chain_add", text="", icon="ADD")
+    buttons.operator("animateanymesh.chain_remove", text="", icon="REMOVE")
+
+
+def _variation_box(layout, obj) -> None:
+    box = layout.box()
+    box.label(text=f"Variation: {variations.describe(obj)}", icon="DUPLICATE")
+    row = box.row(align=True)
+    row.operator("animateanymesh.keep_variation", icon="CHECKMARK")
+    row.operator("animateanymesh.discard_variations", icon="X")
+
+
 class VIEW3D_PT_animateanymesh(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -49,6 +77,7 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         layout = self.layout
         s = context.scene.animateanymesh
         layout.prop(s, "prompt", text="")
+        _chain(layout, s)
 
         col = layout.column()
         col.use_property_split = True
@@ -65,6 +94,18 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         col.prop(s, "strength")
         col.prop(s, "num_traj")
         col.prop(s, "device")
+
+        col.separator()
+        col.prop(s, "repeat")
+        col.prop(s, "loop")
+        obj = context.active_object
+        if obj is not None and obj.type == "MESH":
+            col.prop_search(s, "mask_group", obj, "vertex_groups", text="Mask")
+        else:
+            col.prop(s, "mask_group")
+        if s.mask_group:
+            col.prop(s, "mask_falloff")
+        col.prop(s, "variations")
 
         col.separator()
         col.prop(s, "length")
@@ -96,7 +137,8 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         row.operator("animateanymesh.remove_animation", icon="X")
         row.operator("animateanymesh.release_memory", icon="TRASH")
 
-        obj = context.active_object
+        if variations.is_copy(obj):
+            _variation_box(layout, obj)
         target, info = _animation_of(obj)
         if info is not None:
             kind = target.summary if target is not None else f"'{info.get('mode')}' (unknown here)"
@@ -174,5 +216,5 @@ class VIEW3D_PT_animateanymesh_export(bpy.types.Panel):
                          icon="EXPORT").file_format = fmt
 
 
-CLASSES = (VIEW3D_PT_animateanymesh, VIEW3D_PT_animateanymesh_batch,
+CLASSES = (ANIMATEANYMESH_UL_chain, VIEW3D_PT_animateanymesh, VIEW3D_PT_animateanymesh_batch,
            VIEW3D_PT_animateanymesh_export)

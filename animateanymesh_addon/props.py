@@ -38,6 +38,38 @@ def solver_search(_self, _context, _edit_text):
 SOLVER_DESCRIPTION = ("ODE solver of the sampler, one the backend offers (empty: the model's "
                       "default). Fewer evaluations per step is faster per step")
 
+# Loop: Off, then the methods the request knows (aam_seam.limits lists them; nothing here names one)
+LOOP_OFF = "OFF"
+LOOP_ITEMS = [(LOOP_OFF, "Off", "The clip ends where the motion ends")] + [
+    (name.upper(), name.capitalize(), description[:1].upper() + description[1:])
+    for name, description in limits.LOOP_METHODS.items()]
+
+
+def loop_method(identifier: str) -> str | None:
+    """A Loop enum value -> the request's loop method (None: off)."""
+    return None if identifier in ("", LOOP_OFF) else identifier.lower()
+
+
+def loop_identifier(method: str | None) -> str:
+    return method.upper() if method else LOOP_OFF
+
+
+THEN_DESCRIPTION = ("Prompts that follow the main prompt, one segment each; every segment starts "
+                    "from the last pose of the one before (in Animate Collection: an object's "
+                    "custom property aam_then, one prompt per line)")
+MASK_DESCRIPTION = ("Only this vertex group moves, each vertex by its weight; vertices outside it "
+                    "stay pinned (empty: the whole mesh moves). Animate Collection: custom "
+                    "property aam_mask")
+VARIATIONS_DESCRIPTION = ("Takes of the same request with seeds Seed, Seed + 1, ... made in one pass: "
+                          "each plays on a temporary copy in the collection 'Variations'; pick one "
+                          "with Keep This One")
+
+
+class AnimateAnyMeshChainPrompt(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(
+        name="Prompt", description="What the mesh does in this segment, starting where the one "
+                                   "before ends", default="", maxlen=limits.MAX_PROMPT_CHARS)
+
 
 class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(
@@ -64,6 +96,26 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
     strength: bpy.props.FloatProperty(
         name="Strength", default=1.0, min=limits.MIN_STRENGTH, max=limits.MAX_STRENGTH,
         description="Scale the motion: 1 as the model made it, 0 still, 2 twice as far")
+    chain: bpy.props.CollectionProperty(type=AnimateAnyMeshChainPrompt, name="Then",
+                                        description=THEN_DESCRIPTION)
+    chain_index: bpy.props.IntProperty(name="Chained Prompt", default=0, min=0)
+    repeat: bpy.props.IntProperty(
+        name="Repeat", default=1, min=1, max=limits.MAX_SEGMENTS,
+        description="Play the prompt and the prompts that follow it this many times in a row "
+                    "(Animate Collection: custom property aam_repeat)")
+    loop: bpy.props.EnumProperty(
+        name="Loop", items=LOOP_ITEMS, default=LOOP_OFF,
+        description="Make the clip loop: its end flows into its start. The clip is one period, and "
+                    "Set Scene Range makes the scene's range exactly that period (Animate "
+                    "Collection: custom property aam_loop, a method's name or off)")
+    mask_group: bpy.props.StringProperty(name="Mask", default="", description=MASK_DESCRIPTION)
+    mask_falloff: bpy.props.FloatProperty(
+        name="Falloff", default=0.0, min=0.0, max=limits.MAX_FALLOFF, subtype="FACTOR",
+        description="Soften the mask's edge over this share of the mesh's size (0: a hard edge); "
+                    "Animate Collection: custom property aam_mask_falloff")
+    variations: bpy.props.IntProperty(
+        name="Variations", default=1, min=1, max=limits.MAX_VARIATIONS,
+        description=VARIATIONS_DESCRIPTION + " (Animate Collection: custom property aam_variations)")
     length: bpy.props.EnumProperty(name="Length", items=LENGTH_ITEMS, default="MODEL")
     length_frames: bpy.props.IntProperty(
         name="Frames", default=48, min=limits.MIN_FRAMES, max=limits.MAX_FRAMES,
@@ -99,14 +151,14 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
     batch_prompt_property: bpy.props.StringProperty(
         name="Prompt Property", default=batch.DEFAULT_PROMPT_PROPERTY,
         description="Custom property holding an object's own prompt; objects without it use the "
-                    "panel's prompt")
+                    "panel's prompt. " + batch.OVERRIDES_HELP)
     batch_attempts: bpy.props.IntProperty(
         name="Attempts", default=2, min=1, max=10,
         description="Tries per object when the backend fails on its own (it died, an internal error)")
     show_queue: bpy.props.BoolProperty(name="Show Queue", default=True)
 
 
-CLASSES = (AnimateAnyMeshSettings,)
+CLASSES = (AnimateAnyMeshChainPrompt, AnimateAnyMeshSettings)
 
 
 def register():

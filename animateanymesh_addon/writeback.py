@@ -100,6 +100,22 @@ def split_frames(frames, counts) -> list[np.ndarray]:
     return [np.ascontiguousarray(f[:, bounds[i]:bounds[i + 1]]) for i in range(len(counts))]
 
 
+def closed_loop(frames) -> np.ndarray:
+    """A loop of period P (P frames: frame P would be frame 0 again) as P + 1 frames that end on
+    the first. Any player or exporter then interpolates the wrap like every other step, whatever
+    the frame step, and a timeline that plays the period and wraps shows no seam."""
+    f = as_frames(frames)
+    return np.ascontiguousarray(np.concatenate([f, f[:1]]))
+
+
+def loop_scene_range(frame_start: float, frame_end: float) -> tuple[int, int]:
+    """The scene frames of one period of a closed loop whose first frame plays at `frame_start`
+    and whose closing frame (the first again) at `frame_end`: the closing frame is left out, as
+    the timeline wraps back to the start there."""
+    start = math.floor(frame_start)
+    return start, max(start, math.ceil(frame_end) - 1)
+
+
 def _matrix(matrix) -> np.ndarray:
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (4, 4) or not np.isfinite(m).all():

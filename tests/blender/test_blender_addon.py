@@ -571,6 +571,21 @@ class _FakeLayout:
         assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
         self.log.append(("prop", name))
 
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+        assert search_name in search_data.bl_rna.properties, f"no collection {search_name!r}"
+        self.log.append(("prop", name))
+
+    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs):
+        import bpy
+
+        ui_list = getattr(bpy.types, list_type)  # raises for an unregistered list
+        assert name in data.bl_rna.properties and active_name in active_data.bl_rna.properties
+        for index, item in enumerate(getattr(data, name)):
+            ui_list.draw_item(None, None, _FakeLayout(self.log), data, item, 0, active_data,
+                              active_name, index)
+        self.log.append(("prop", name))
+
     def operator(self, idname, **kwargs):
         import bpy
 
@@ -612,8 +627,11 @@ def scenario_ui_and_offline(zip_path: str, python: str, model_dir: str) -> dict:
     rest = np.array([v.co[:] for v in obj.data.vertices], dtype=np.float32)
     targets.shape_keys.write_shape_keys(obj, np.repeat(rest[None], 4, axis=0), 1, 1.0)
     bw.note_warnings(obj, ["The model never saw the word 'xyzzy' in its training captions, so it may ignore it."])
+    bpy.context.scene.animateanymesh.chain.add().prompt = "then it jumps"
+    bpy.context.scene.animateanymesh.mask_group = "Top"
     for cls in panel.CLASSES:
-        cls.draw(Host(), bpy.context)
+        if hasattr(cls, "draw"):
+            cls.draw(Host(), bpy.context)
     prefs = session.preferences()
     prefs.show_advanced = True
     prefs_module.AnimateAnyMeshPreferences.draw(Host(prefs), bpy.context)
@@ -856,7 +874,9 @@ def test_panels_preferences_and_offline_refusals(blender_args):
     r = run_in_blender(MODULE, "scenario_ui_and_offline", **blender_args)
     drawn = {name for kind, name in r["log"] if kind in ("prop", "operator")}
     assert {"prompt", "model", "seed", "guidance", "steps", "num_traj", "frame_start", "mode",
-            "device", "together", "batch_collection", "animateanymesh.animate",
+            "device", "together", "batch_collection", "animateanymesh.animate", "chain", "repeat",
+            "loop", "mask_group", "mask_falloff", "variations", "animateanymesh.chain_add",
+            "animateanymesh.chain_remove",
             "animateanymesh.new_seed", "animateanymesh.release_memory",
             "animateanymesh.remove_animation", "animateanymesh.animate_collection",
             "animateanymesh.export_animation", "python_mode", "python_path",

@@ -206,11 +206,91 @@ def test_user_errors_exit_2_with_the_fix(tiny_model_dir, tmp_path):
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--frames", "1"], "--frames must be"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--seconds", "0"], "--seconds must be"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--strength", "3"], "--strength must be"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--repeat", "0"],
+         "--repeat must be between 1 and 16 (got 0)"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--variations", "40"],
+         "--variations must be between 1 and 16 (got 40)"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--then", " "],
+         "--then: chained prompt 2 is empty"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--mask-falloff", "0.1"],
+         "--mask-falloff softens a mask: give the vertex group with --mask GROUP"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--mask", "Top", "--mask-falloff", "2"],
+         "--mask-falloff must be between 0 and 1"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--loop", "sideways"],
+         "argument --loop: invalid choice: 'sideways'"),
         # judged after the file is open: Blender runs, no backend starts
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--objects", "Nope"],
          "no object named Nope in sheet.obj; meshes: Sheet"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--mask", "Nope"],
+         "'Sheet' has no vertex group 'Nope' for the mask (its groups: none)"),
     ]
     for args, expected in cases:
         proc = run_cli(args, tmp_path, timeout=60)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 or "usage:" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o.glb").exists()
+
+
+def scenario_make_masked_blend(path: str, obj_path: str) -> None:
+    """The sheet with a vertex group "Top": its hexagon (the last 6 vertices) moves, the grid not."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.obj_import(filepath=obj_path)
+    sheet = bpy.data.objects["Sheet"]
+    n = len(sheet.data.vertices)
+    sheet.vertex_groups.new(name="Top").add(list(range(n - 6, n)), 1.0, "REPLACE")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+
+
+def scenario_open_variations(blend: str) -> dict:
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    coll = bpy.data.collections.get("Variations")
+    out = {"range": [bpy.context.scene.frame_start, bpy.context.scene.frame_end],
+           "original_animated": bpy.data.objects["Sheet"].get("animateanymesh") is not None,
+           "collection": coll is not None and coll.name in bpy.context.scene.collection.children,
+           "copies": {}}
+    for obj in (coll.objects if coll else ()):
+        record = obj["animateanymesh"].to_dict()
+        key = obj.data.shape_keys
+        frames = [[tuple(p.co) for p in key.key_blocks[name].data] for name in record["shape_keys"]]
+        out["copies"][obj.name] = {"of": obj["aam_variation_of"], "take": obj["aam_take"],
+                                   "seed": obj["aam_seed"], "frames": frames,
+                                   "period": record.get("period"), "loop": record.get("loop")}
+    return out
+
+
+def test_chain_loop_mask_and_variations_from_the_command_line(tiny_model_dir, tmp_path):
+    obj = tmp_path / "sheet.obj"
+    n = write_obj(obj)
+    blend = tmp_path / "masked.blend"
+    run_in_blender(MODULE, "scenario_make_masked_blend", path=str(blend), obj_path=str(obj))
+    out = tmp_path / "takes.blend"
+    proc = run_cli([blend, "--prompt", "a flag waves", "--then", "a flag falls", "--loop",
+                    "--mask", "Top", "--mask-falloff", "0", "--variations", "2", "--set-range",
+                    "--out", out, "--model", tiny_model_dir, *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Made 2 variations of Sheet in 'Variations' (seeds 3, 4)" in proc.stdout
+    assert "  take 1: seed 3 on Sheet take 1" in proc.stdout
+    assert "  take 2: seed 4 on Sheet take 2" in proc.stdout
+    r = run_in_blender(MODULE, "scenario_open_variations", blend=str(out))
+    assert r["collection"] and not r["original_animated"]
+    takes = sorted(r["copies"].values(), key=lambda c: c["take"])
+    # a bare --loop is the default method; the chain's 16 + 15 frames loop with the method's period
+    from aam_seam.limits import DEFAULT_LOOP
+
+    assert [(c["of"], c["take"], c["seed"], c["loop"]) for c in takes] == [
+        ("Sheet", 1, 3, DEFAULT_LOOP), ("Sheet", 2, 4, DEFAULT_LOOP)]
+    period = max(c["period"] for c in takes)
+    assert period >= 2 * 16 - 2 and f"a {takes[0]['period']}-frame loop on 1-{takes[0]['period']}" in proc.stdout
+    assert r["range"] == [1, period]  # one period: the timeline wraps onto frame 0
+    for copy in takes:
+        frames = np.asarray(copy["frames"])
+        assert frames.shape == (copy["period"] + 1, n, 3)  # written closed: the last is the first
+        np.testing.assert_array_equal(frames[-1], frames[0])
+        moved = np.abs(frames - frames[:1]).max(axis=(0, 2))
+        assert moved[:n - 6].max() < 1e-6 and moved[n - 6:].min() > 1e-4  # only "Top" moves
+    assert np.abs(np.asarray(takes[0]["frames"]) - np.asarray(takes[1]["frames"])).max() > 1e-4

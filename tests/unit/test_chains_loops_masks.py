@@ -37,9 +37,7 @@ def test_a_joined_seam_keeps_the_meeting_pose_and_carries_the_motion_on():
     np.testing.assert_array_equal(clip[:16], a)                    # the first segment as it was
     raw = np.concatenate([a, (b - b[0] + a[-1])[1:]])
     assert velocity_change(raw, 15) > 0.05                         # the jump it removed
-    # across the seam the velocity changes like the changes beside it
-    beside = 0.5 * (second_difference(clip, 14) + second_difference(clip, 16))
-    assert np.abs(second_difference(clip, 15) - beside).max() < 0.05 * velocity_change(raw, 15)
+    assert velocity_change(clip, 15) < 1e-9                        # the same velocity on both sides
     # the difference fades evenly: every later frame gains the same small acceleration
     added = (clip - raw)[16:]
     second = np.diff(added, n=2, axis=0)
@@ -47,7 +45,7 @@ def test_a_joined_seam_keeps_the_meeting_pose_and_carries_the_motion_on():
     assert np.linalg.norm(second[0], axis=-1).mean() < velocity_change(raw, 15) / 10
     steps = np.linalg.norm(np.diff(clip - raw, axis=0)[15:], axis=-1).mean(-1)
     assert steps[-1] < 0.1 * steps[0]          # ... and has died out by the segment's end
-    assert joins.seam_jump_ratio(clip, seams) < 1.5 < joins.seam_jump_ratio(raw, seams)
+    assert joins.seam_jump_ratio(clip, seams) < 1e-6 < 1.5 < joins.seam_jump_ratio(raw, seams)
 
 
 def test_a_closed_loop_changes_velocity_at_the_wrap_like_beside_it():

@@ -222,7 +222,10 @@ def pick_objects(args) -> list:
         if not_mesh:
             raise UsageError(f"{', '.join(not_mesh)} are not meshes; only meshes can be animated.")
     else:
-        objs = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+        from .variations import is_copy
+
+        # takes left side by side by an earlier --variations run are not meshes of the scene
+        objs = [o for o in bpy.context.scene.objects if o.type == "MESH" and not is_copy(o)]
     if not objs:
         raise UsageError(f"{args.input.name} holds no mesh objects to animate.")
     return objs

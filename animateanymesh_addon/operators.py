@@ -648,8 +648,9 @@ class ANIMATEANYMESH_OT_remove_animation(bpy.types.Operator):
 # ----------------------------------------------------------------------------- batch
 
 def collection_meshes(collection) -> list:
-    """Meshes of a collection and its children, each once, in the collection's order."""
-    return [o for o in collection.all_objects if o.type == "MESH"]
+    """Meshes of a collection and its children, each once, in the collection's order; takes
+    waiting in the Variations collection are not animated again."""
+    return [o for o in collection.all_objects if o.type == "MESH" and not variations.is_copy(o)]
 
 
 class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):

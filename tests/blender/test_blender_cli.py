@@ -294,3 +294,12 @@ def test_chain_loop_mask_and_variations_from_the_command_line(tiny_model_dir, tm
         moved = np.abs(frames - frames[:1]).max(axis=(0, 2))
         assert moved[:n - 6].max() < 1e-6 and moved[n - 6:].min() > 1e-4  # only "Top" moves
     assert np.abs(np.asarray(takes[0]["frames"]) - np.asarray(takes[1]["frames"])).max() > 1e-4
+    # animating "every mesh" of that file again animates the original, not the waiting takes
+    again = tmp_path / "again.blend"
+    proc = run_cli([out, "--prompt", "a flag waves", "--out", again, "--model", tiny_model_dir, *FAST],
+                   tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r2 = run_in_blender(MODULE, "scenario_open_variations", blend=str(again))
+    assert r2["original_animated"]
+    assert {name: c["frames"] for name, c in r2["copies"].items()} == {
+        name: c["frames"] for name, c in r["copies"].items()}

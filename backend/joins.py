@@ -55,9 +55,16 @@ def close_velocity(period: np.ndarray) -> np.ndarray:
     if p < 6:
         return x
     change_at_wrap = x[1] - 2 * x[0] + x[-1]
-    # the correction adds 2a(P-1) at the wrap and -2a beside it, which shifts the natural
-    # change by the same -2a: solve change + 2a(P-1) = natural - 2a
-    a = (natural_change(x, 0) - change_at_wrap) / (2.0 * p)
+    # Extrapolated from a jerky stretch, the natural change can be large; no vertex's change at
+    # the wrap is asked to exceed its median change over the loop.
+    natural = natural_change(x, 0)
+    changes = np.linalg.norm(x - 2 * np.roll(x, 1, axis=0) + np.roll(x, 2, axis=0), axis=-1)
+    size = np.linalg.norm(natural, axis=-1)
+    limit = np.median(changes, axis=0)
+    wanted = natural * np.minimum(1.0, limit / np.maximum(size, 1e-30))[:, None]
+    # the correction adds 2a(P-1) at the wrap and -2a beside it: solve for a so that the change
+    # at the wrap is `wanted` relative to its neighbours, change + 2a(P-1) = wanted - 2a
+    a = (wanted - change_at_wrap) / (2.0 * p)
     j = np.arange(p, dtype=np.float64)[:, None, None]
     return x + a[None] * j * (p - j)
 

@@ -538,6 +538,15 @@ def _variation(context, name: str):
     return context.active_object
 
 
+def _idle_in_object_mode(cls, context) -> bool:
+    """No Animate is running (else the reason shows on the greyed button) and Blender is in
+    Object Mode: what every operator that rewrites objects needs."""
+    if session.busy_message():
+        cls.poll_message_set(session.busy_message())
+        return False
+    return context.mode == "OBJECT"
+
+
 class ANIMATEANYMESH_OT_keep_variation(bpy.types.Operator):
     """Apply this variation's take to the original and remove all its variation copies"""
 
@@ -551,10 +560,7 @@ class ANIMATEANYMESH_OT_keep_variation(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if session.busy_message():
-            cls.poll_message_set(session.busy_message())
-            return False
-        return context.mode == "OBJECT"
+        return _idle_in_object_mode(cls, context)
 
     def execute(self, context):
         try:
@@ -677,10 +683,7 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if session.busy_message():
-            cls.poll_message_set(session.busy_message())
-            return False
-        return context.mode == "OBJECT"
+        return _idle_in_object_mode(cls, context)
 
     def make_run(self, context):
         s = scene_settings(context)

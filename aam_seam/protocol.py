@@ -40,7 +40,8 @@ class Hello(Message):
 @dataclass
 class AnimateRequest(Message):
     """Animate the mesh in `mesh_path` and write the result to `out_path` (layouts: `arrays`).
-    None means the model's default; `solver` is one of the names the backend's Ready lists.
+    None means the model's default; `solver` is one of the names the backend's Ready lists;
+    `quality` picks a sampling schedule, which an explicit `steps` or `solver` overrides.
     The mesh file may carry a per-vertex `mask` (0 pinned .. 1 moves); `then` chains more
     prompts, each segment starting from the previous one's last pose; `loop` names one of
     limits.LOOP_METHODS; `variations` takes use seeds seed, seed + 1, ... in one batched pass."""
@@ -55,6 +56,7 @@ class AnimateRequest(Message):
     guidance: float | None = None
     steps: int | None = None
     solver: str | None = None
+    quality: str | None = None       # a limits.QUALITY_PRESETS name; None: limits.DEFAULT_QUALITY
     num_traj: int | None = None
     frames: int | None = None        # the clip retimed to this many frames; None: the model's
     strength: float | None = None    # a factor on the motion (0-2); None: 1

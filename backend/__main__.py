@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aam_seam.arrays import save_npz_atomically
 from aam_seam.codes import SeamError
-from aam_seam.limits import DEFAULT_LOOP, LOOP_METHODS, MAX_SEGMENTS
+from aam_seam.limits import DEFAULT_LOOP, DEFAULT_QUALITY, LOOP_METHODS, MAX_SEGMENTS, QUALITY_PRESETS
 
 from .errors import UserError
 from .solvers import solver_names
@@ -45,15 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", default="default", help="model directory, or a name: default, official")
     a.add_argument("--out", type=Path, required=True, help="output .npz (frames, faces, prompt, seed)")
     a.add_argument("--seed", type=int, default=None)
-    a.add_argument("--steps", type=int, default=None, help="solver grid points (official: 64)")
+    a.add_argument("--steps", type=int, default=None,
+                   help="solver grid points, for experts: replaces the --quality schedule (official: 64)")
     a.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (official: 3.0)")
     a.add_argument("--num-traj", type=int, default=None, help="latent tokens (default max(512, N/8))")
     a.add_argument("--frames", type=int, default=None,
                    help="retime the clip to this many frames (default: the model's 16)")
     a.add_argument("--strength", type=float, default=None,
                    help="scale the motion, 0 to 2 (default 1: as the model made it)")
+    a.add_argument("--quality", choices=list(QUALITY_PRESETS), default=None,
+                   help=f"sampling schedule (default {DEFAULT_QUALITY}): "
+                   + "; ".join(f"{k}: {v}" for k, v in QUALITY_PRESETS.items()))
     a.add_argument("--solver", choices=solver_names(), default=None,
-                   help="ODE solver (default: the model's)")
+                   help="ODE solver, for experts: with --steps it replaces the --quality schedule")
     a.add_argument("--then", action="append", default=[], metavar="PROMPT",
                    help="chain another segment that starts where the last one ends (repeatable)")
     a.add_argument("--repeat", type=int, default=1, metavar="K",
@@ -231,8 +235,8 @@ def cmd_animate(args) -> int:
     model_dir = resolve_model(args.model, args.cache)
     result = animate(vertices, faces, args.prompt, model=model_dir, seed=args.seed,
                      guidance=args.guidance, steps=args.steps, num_traj=args.num_traj,
-                     solver=args.solver, device=args.device, precision=args.precision,
-                     frames=args.frames, strength=args.strength, then=then, loop=args.loop,
+                     solver=args.solver, quality=args.quality, device=args.device,
+                     precision=args.precision, frames=args.frames, strength=args.strength, then=then, loop=args.loop,
                      mask=mask, mask_falloff=args.mask_falloff, variations=args.variations,
                      progress=ConsoleProgress())
     for w in result.warnings:

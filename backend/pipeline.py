@@ -31,6 +31,7 @@ from .loops import LOOPS
 from .models.farthest_point_sampling import sample_token_indices
 from .models.text import check_prompt
 from .motion import scale_motion, weak_take_warning
+from .quality import schedule_for
 from .retime import retime, retime_loop
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
 
@@ -83,8 +84,8 @@ def default_num_tokens(num_vertices: int, minimum: int = 512) -> int:
 
 def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             seed: int | None = None, guidance: float | None = None, steps: int | None = None,
-            num_traj: int | None = None, solver: str | None = None, device: str | None = None,
-            frames: int | None = None, strength: float | None = None, then=(),
+            num_traj: int | None = None, solver: str | None = None, quality: str | None = None,
+            device: str | None = None, frames: int | None = None, strength: float | None = None, then=(),
             loop: str | None = None, mask=None, mask_falloff: float | None = None,
             variations: int | None = None, precision: str = "fp32",
             progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
@@ -107,7 +108,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         limits.check_request_values(seed=seed, steps=steps, num_traj=num_traj, guidance=guidance,
                                     prompt=prompt, frames=frames, strength=strength,
                                     then=list(then or ()), loop=loop, variations=variations,
-                                    mask_falloff=mask_falloff)
+                                    mask_falloff=mask_falloff, quality=quality)
     except SeamError as exc:
         raise UserError(exc.message, code=exc.code) from None
     prompts = [prompt, *(then or ())]
@@ -148,8 +149,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         raise UserError(f"num_traj {k} is more than the mesh's {n} vertices; use at most "
                         f"{max(n, cfg.vae.num_traj)}, or leave it unset.")
     guidance = cfg.sampler.guidance if guidance is None else guidance
-    steps = cfg.sampler.steps if steps is None else steps
-    solver = solver or cfg.sampler.solver
+    schedule = schedule_for(quality, cfg.sampler, steps, solver)
+    steps, solver = schedule.steps, schedule.solver
     if seed is None:
         seed = secrets.randbelow(limits.MAX_SEED)
     seeds = [(int(seed) + i) % (limits.MAX_SEED + 1) for i in range(count)]
@@ -165,7 +166,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     method = LOOPS[loop] if loop else None
     plan = prompts + [prompts[0]] * (method.extra_segments if method else 0)
     evaluations = evaluations_per_run(steps, solver)
-    generate = _SegmentGenerator(model, prep, dev, precision, k, steps, float(guidance), solver,
+    generate = _SegmentGenerator(model, prep, dev, precision, k, schedule, float(guidance),
                                  timings, checkpoint)
     poses = [prep.vertices.astype(np.float32)] * count
     segments: list[list[np.ndarray]] = [[] for _ in range(count)]
@@ -211,10 +212,10 @@ class _SegmentGenerator:
     the sampler and the decoder. Each take draws its token choice and its noise from its own
     generator in the order a single run would, so take k equals a one-take run with its seed."""
 
-    def __init__(self, model: LoadedModel, prep, dev, precision, k, steps, guidance, solver,
+    def __init__(self, model: LoadedModel, prep, dev, precision, k, schedule, guidance,
                  timings, checkpoint):
         self.model, self.prep, self.dev, self.k = model, prep, dev, k
-        self.steps, self.guidance, self.solver = steps, guidance, solver
+        self.schedule, self.guidance = schedule, guidance
         self.timings, self.checkpoint = timings, checkpoint
         self.autocast = _autocast(dev, precision)
         self.texts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -276,8 +277,8 @@ class _SegmentGenerator:
                                      for generator in generators])
             sample = sample_trajectory_latent(
                 model.flow, shape_latent, cond, uncond, noise_t.to(self.dev), cfg.stats,
-                steps=self.steps, guidance=self.guidance, solver=self.solver,
-                on_step=lambda done, _total: self.checkpoint(Stage.SAMPLE, done_before + done, total))
+                steps=self.schedule.steps, guidance=self.guidance, solver=self.schedule.solver,
+                shift=self.schedule.shift, on_step=lambda done, _total: self.checkpoint(Stage.SAMPLE, done_before + done, total))
             self._tick("sample", clock)
 
             clock = time.perf_counter()

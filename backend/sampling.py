@@ -26,11 +26,18 @@ class Cancelled(Exception):
     """Raised inside the sampler when the caller's cancel check says stop."""
 
 
-def time_grid(steps: int) -> torch.Tensor:
-    """Fixed float32 grid from 0 to 1 with `steps` points (torch.linspace, as the reference)."""
+def time_grid(steps: int, shift: float = 1.0) -> torch.Tensor:
+    """Fixed float32 grid from 0 to 1 with `steps` points (torch.linspace, as the reference).
+
+    shift > 1 warps it as t -> shift t / (1 + (shift - 1) t): longer steps in the noise, where
+    the velocity barely changes, and shorter ones near the data, where the motion takes shape.
+    """
     if steps < 2:
         raise UserError(f"steps must be at least 2 (got {steps}): the solver needs a start and an end point.")
-    return torch.linspace(0.0, 1.0, steps, dtype=torch.float32)
+    grid = torch.linspace(0.0, 1.0, steps, dtype=torch.float32)
+    if shift != 1.0:
+        grid = shift * grid / (1 + (shift - 1) * grid)
+    return grid
 
 
 def evaluations_per_run(steps: int, solver: str) -> int:
@@ -79,8 +86,9 @@ def integrate(velocity: VelocityFn, noise: torch.Tensor, grid: torch.Tensor, sol
         return v
 
     y = noise
+    memory: dict = {}
     for t0, t1 in zip(grid[:-1], grid[1:]):
-        y = method.step(counted, y, t0, t1)
+        y = method.step(counted, y, t0, t1, memory)
     return y
 
 
@@ -106,9 +114,9 @@ class SampleResult:
 def sample_trajectory_latent(model: Callable, shape_latent_scaled: torch.Tensor, cond: torch.Tensor,
                              uncond: torch.Tensor, noise: torch.Tensor, stats: LatentStats, *,
                              steps: int, guidance: float, solver: str = OFFICIAL_SOLVER,
-                             on_step=None) -> SampleResult:
+                             shift: float = 1.0, on_step=None) -> SampleResult:
     """Generate the trajectory half for a known shape half (both in flow-model space)."""
     velocity = guided_velocity(model, shape_latent_scaled, cond, uncond, guidance)
-    final = integrate(velocity, noise, time_grid(steps), solver, on_step).clone()
+    final = integrate(velocity, noise, time_grid(steps, shift), solver, on_step).clone()
     final[..., :shape_latent_scaled.shape[-1]] = shape_latent_scaled
     return SampleResult(final, unscale(final, stats))

@@ -314,7 +314,8 @@ class Server:
                                             prompt=message.prompt, frames=message.frames,
                                             strength=message.strength, then=message.then,
                                             loop=message.loop, variations=message.variations,
-                                            mask_falloff=message.mask_falloff)
+                                            mask_falloff=message.mask_falloff,
+                                            quality=message.quality)
             except SeamError as exc:
                 self.channel.send(proto.Error(id=message.id, code=exc.code, message=exc.message))
                 return
@@ -398,6 +399,7 @@ class Server:
             raise Cancelled("cancelled while the model loaded")
         result = animate(vertices, faces, request.prompt, model=model, seed=request.seed,
                          guidance=request.guidance, steps=request.steps, solver=request.solver,
+                         quality=request.quality,
                          num_traj=request.num_traj, device=str(device), precision=request.precision,
                          frames=request.frames, strength=request.strength, then=request.then,
                          loop=request.loop, mask=mask, mask_falloff=request.mask_falloff,

@@ -17,7 +17,7 @@ def toy_solver():
     """Heun's method as a toy solver, in the registry for the test only."""
 
     @solvers.register("toy-heun", 2, "Heun's method, for this test")
-    def heun(velocity, y, t0, t1):
+    def heun(velocity, y, t0, t1, memory):
         k1 = velocity(y, t0)
         k2 = velocity(y + (t1 - t0) * k1, t1)
         return y + 0.5 * (t1 - t0) * (k1 + k2)

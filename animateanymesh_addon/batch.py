@@ -11,7 +11,9 @@ failure of the input (empty mesh, bad prompt, missing model) fails at once: retr
 
 Each item carries its own settings, resolved when the queue is built: the panel's chain, repeat,
 loop, mask, falloff and variations, with the object's custom properties (`aam_then`, ...) over
-them, so Resume runs what was asked even after the panel changed.
+them, so Resume runs what was asked even after the panel changed. The sampling settings (seed,
+quality, steps, solver, guidance, tokens) have no per-object override: they are the panel's when
+the batch runs, for every object alike.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     python -m animateanymesh_addon.cli animate INPUT --prompt TEXT --out OUTPUT
         [--objects A B ... | --collection NAME] [--model default|official|DIR] [--seed S]
-        [--steps K] [--solver NAME] [--guidance G] [--num-traj N] [--device auto|cpu|cuda]
+        [--quality draft|standard|reference] [--steps K] [--solver NAME] [--guidance G]
+        [--num-traj N] [--device auto|cpu|cuda]
         [--then PROMPT ...] [--repeat K] [--loop [METHOD]] [--mask GROUP [--mask-falloff F]]
         [--variations K] [--frames N | --seconds S] [--strength X] [--set-range]
         [--mode TARGET] [--frame-start F] [--frame-step S] [--no-keep-rest]
@@ -65,9 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, required=True, help=".blend, .fbx, .abc, .glb or .gltf")
     a.add_argument("--model", default="default", help="default, official, or a model folder")
     a.add_argument("--seed", type=int, default=1)
-    a.add_argument("--steps", type=int, default=0, help="solver steps (0: the model's default)")
-    a.add_argument("--solver", default="", help="ODE solver, one the backend offers (an unknown "
-                   "name is refused with the list; default: the model's)")
+    # checked in check_args, not by choices: a bad name is one line, not the usage as well
+    a.add_argument("--quality", default=None, metavar="{" + ",".join(limits.QUALITY_PRESETS) + "}",
+                   help=f"how much sampling a take gets (default {limits.DEFAULT_QUALITY}; --steps "
+                        "or --solver replace its schedule): " + "; ".join(
+                            f"{name}: {text}" for name, text in limits.QUALITY_PRESETS.items()
+                        ).replace("%", "%%"))  # argparse formats help with %
+    a.add_argument("--steps", type=int, default=0, help="for experts: solver steps, replacing "
+                   "the --quality schedule (0: follow --quality)")
+    a.add_argument("--solver", default="", help="for experts: ODE solver, one the backend offers "
+                   "(an unknown name is refused with the list), replacing the --quality schedule "
+                   "(default: follow --quality)")
     a.add_argument("--guidance", type=float, default=0.0, help="guidance (0: the model's default)")
     a.add_argument("--num-traj", type=int, default=0, help="tokens (0: from the vertex count)")
     length = a.add_mutually_exclusive_group()
@@ -136,6 +145,10 @@ def check_args(args) -> None:
         raise UsageError(f"--python {args.python} does not exist.")
     if args.seed < 0 or args.steps < 0 or args.num_traj < 0 or args.guidance < 0:
         raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
+    try:
+        limits.check_quality(args.quality)
+    except SeamError as exc:
+        raise UsageError(f"--quality: {exc.message}") from None
     try:  # the request's own ranges, before Blender starts
         limits.check_frames(args.frames)
         limits.check_strength(args.strength)
@@ -262,6 +275,8 @@ def animate(args) -> int:
         "default", "official") else (args.model.upper(), "")
     s.seed, s.steps, s.guidance, s.num_traj = args.seed, args.steps, args.guidance, args.num_traj
     s.solver = args.solver
+    # not given: the default preset, which the request leaves out (the backend's default applies)
+    s.quality = (args.quality or limits.DEFAULT_QUALITY).upper()
     s.strength = args.strength
     s.length = ("FRAMES" if args.frames is not None else "SECONDS" if args.seconds is not None
                 else "MODEL")

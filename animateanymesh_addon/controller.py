@@ -61,6 +61,7 @@ class AnimateOptions:
     guidance: float | None = None   # None: the model's default
     steps: int | None = None
     solver: str | None = None       # a name from the backend's Ready; None: the model's default
+    quality: str | None = None      # a limits.QUALITY_PRESETS name; None: limits.DEFAULT_QUALITY
     num_traj: int | None = None     # None: picked from the vertex count
     frames: int | None = None       # the clip retimed to this many frames; None: the model's
     strength: float = 1.0           # a factor on the motion, 0-2
@@ -87,6 +88,8 @@ class AnimateOptions:
     def job_options(self) -> dict:
         return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
                 "steps": self.steps, "solver": self.solver or None, "num_traj": self.num_traj,
+                # the default preset is not sent (as strength 1): the backend's default is it
+                "quality": None if self.quality in (None, "", limits.DEFAULT_QUALITY) else self.quality,
                 "frames": self.frames or None, "device": self.device,
                 "strength": None if self.strength == 1.0 else float(self.strength),
                 "then": self.then, "loop": self.loop or None,
@@ -101,6 +104,7 @@ class AnimateOptions:
     def check(self) -> None:
         try:
             limits.check_frames(self.frames or None)
+            limits.check_quality(self.quality or None)
             limits.check_strength(float(self.strength))
         except SeamError as exc:
             raise AnimateError(exc.code, exc.message) from None
@@ -229,7 +233,9 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
                  if k in ("prompt", "model", "seed", "guidance", "steps", "solver", "num_traj",
                           "frames", "strength", "device", "together", "loop", "variations")}
     inference["then"] = options.then
-    inference["mask_falloff"] = options.job_options()["mask_falloff"]
+    sent = options.job_options()
+    inference["mask_falloff"] = sent["mask_falloff"]
+    inference["quality"] = sent["quality"]  # None and the default preset give the same frames
     h.update(json.dumps(inference, sort_keys=True).encode())
     for request in requests:
         for part in request.parts:

@@ -23,8 +23,9 @@ from . import session, targets, variations
 from .backend_setup import SetupError
 from .controller import (AnimateError, AnimateOptions, AnimateRun, BatchRun, clip_range,
                          frame_scene_range, item_options)
-from .props import (LOOP_ITEMS, MAX_SEED, SOLVER_DESCRIPTION, VARIATIONS_DESCRIPTION,
-                    loop_identifier, loop_method, solver_search)
+from .props import (LOOP_ITEMS, MAX_SEED, QUALITY_DESCRIPTION, QUALITY_ITEMS, SOLVER_DESCRIPTION,
+                    STEPS_DESCRIPTION, VARIATIONS_DESCRIPTION, loop_identifier, loop_method,
+                    quality_identifier, quality_preset, solver_search)
 from .seam import ErrorCode, limits
 from .writeback import WritebackError, frame_step_for_fps, frames_for_seconds
 
@@ -63,8 +64,9 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         frames = None
     options = AnimateOptions(
         prompt=s.prompt, model=model, seed=s.seed, guidance=s.guidance or None,
-        steps=s.steps or None, solver=s.solver.strip() or None, num_traj=s.num_traj or None,
-        frames=frames, strength=s.strength, chain=tuple(item.prompt for item in s.chain),
+        steps=s.steps or None, solver=s.solver.strip() or None, quality=quality_preset(s.quality),
+        num_traj=s.num_traj or None, frames=frames, strength=s.strength,
+        chain=tuple(item.prompt for item in s.chain),
         repeat=s.repeat, loop=loop_method(s.loop), mask_group=s.mask_group.strip(),
         mask_falloff=s.mask_falloff or None, variations=s.variations,
         set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
@@ -250,7 +252,9 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
     seed: bpy.props.IntProperty(name="Seed", min=0, max=MAX_SEED, **_skip())
     guidance: bpy.props.FloatProperty(name="Guidance", min=0.0, description="0: the model's default",
                                       **_skip())
-    steps: bpy.props.IntProperty(name="Steps", min=0, description="0: the model's default", **_skip())
+    quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS,
+                                    description=QUALITY_DESCRIPTION, **_skip())
+    steps: bpy.props.IntProperty(name="Steps", min=0, description=STEPS_DESCRIPTION, **_skip())
     solver: bpy.props.StringProperty(name="Solver", search=solver_search,
                                      description=SOLVER_DESCRIPTION, **_skip())
     frames: bpy.props.IntProperty(name="Frames", min=0, max=limits.MAX_FRAMES,
@@ -340,12 +344,14 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             self.then = "\n".join(defaults.chain)
         if not props.is_property_set("loop"):
             self.loop = loop_identifier(defaults.loop)
+        if not props.is_property_set("quality"):
+            self.quality = quality_identifier(defaults.quality)
         then = self.then.strip("\n")
         return AnimateOptions(
             prompt=self.prompt, model=self.model or "default", seed=self.seed,
             guidance=self.guidance or None, steps=self.steps or None,
-            solver=self.solver.strip() or None, num_traj=self.num_traj or None,
-            frames=self.frames or None, strength=self.strength,
+            solver=self.solver.strip() or None, quality=quality_preset(self.quality),
+            num_traj=self.num_traj or None, frames=self.frames or None, strength=self.strength,
             chain=tuple(then.split("\n")) if then else (), repeat=self.repeat,
             loop=loop_method(self.loop), mask_group=self.mask_group.strip(),
             mask_falloff=self.mask_falloff or None, variations=self.variations,

@@ -88,6 +88,9 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(s, "seed")
         row.operator("animateanymesh.new_seed", text="", icon="FILE_REFRESH")
+        row = col.row()
+        row.active = not (s.steps or s.solver.strip())  # set, they replace the preset's schedule
+        row.prop(s, "quality")
         col.prop(s, "guidance")
         col.prop(s, "steps")
         col.prop(s, "solver")

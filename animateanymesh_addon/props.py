@@ -35,8 +35,29 @@ def solver_search(_self, _context, _edit_text):
     return [(s["name"], s.get("description", "")) for s in session.known_solvers()]
 
 
-SOLVER_DESCRIPTION = ("ODE solver of the sampler, one the backend offers (empty: the model's "
-                      "default). Fewer evaluations per step is faster per step")
+# Quality: the presets the request knows (aam_seam.limits lists them; nothing here names one)
+QUALITY_ITEMS = [(name.upper(), name.capitalize(), description[:1].upper() + description[1:])
+                 for name, description in limits.QUALITY_PRESETS.items()]
+QUALITY_DESCRIPTION = ("How much sampling a take gets: fewer flow evaluations are faster, more "
+                       "are closer to the model's own schedule. Steps or Solver, when set, "
+                       "replace the preset's schedule")
+
+
+def quality_preset(identifier: str) -> str | None:
+    """A Quality enum value -> the request's preset name (None: limits.DEFAULT_QUALITY)."""
+    return identifier.lower() or None
+
+
+def quality_identifier(preset: str | None) -> str:
+    return (preset or limits.DEFAULT_QUALITY).upper()
+
+
+STEPS_DESCRIPTION = ("For experts: solver steps, more is slower and smoother. 0 follows Quality; "
+                     "any other value replaces the Quality schedule (with the model's solver "
+                     "unless Solver is set)")
+SOLVER_DESCRIPTION = ("For experts: the sampler's ODE solver, one the backend offers. Empty follows "
+                      "Quality; a solver replaces the Quality schedule (with the model's steps "
+                      "unless Steps is set). Fewer evaluations per step is faster per step")
 
 # Loop: Off, then the methods the request knows (aam_seam.limits lists them; nothing here names one)
 LOOP_OFF = "OFF"
@@ -80,13 +101,15 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
                                         description="A model folder holding config.json")
     seed: bpy.props.IntProperty(name="Seed", default=1, min=0, max=MAX_SEED,
                                 description="The same seed, prompt and mesh give the same motion")
+    quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS,
+                                    default=quality_identifier(limits.DEFAULT_QUALITY),
+                                    description=QUALITY_DESCRIPTION)
     guidance: bpy.props.FloatProperty(
         name="Guidance", default=0.0, min=0.0, soft_max=10.0, step=10,
         description="How strongly the motion follows the prompt (classifier-free guidance); "
                     "0 uses the model's default (official: 3)")
-    steps: bpy.props.IntProperty(
-        name="Steps", default=0, min=0, max=limits.MAX_STEPS,
-        description="Solver steps: more is slower and smoother; 0 uses the model's default")
+    steps: bpy.props.IntProperty(name="Steps", default=0, min=0, max=limits.MAX_STEPS,
+                                 description=STEPS_DESCRIPTION)
     solver: bpy.props.StringProperty(name="Solver", default="", search=solver_search,
                                      description=SOLVER_DESCRIPTION)
     num_traj: bpy.props.IntProperty(

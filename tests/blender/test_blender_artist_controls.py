@@ -1,5 +1,5 @@
-"""Chained prompts, loops, masks and variations through the panel's operators in real Blender
-(the bpy wheel), with the built zip installed, a real backend process and the tiny model.
+"""Chained prompts, loops, masks, variations and Quality through the panel's operators in real
+Blender (the bpy wheel), with the built zip installed, a real backend process and the tiny model.
 
 Each scenario runs in one Blender child and drives the operators a user's clicks run; the parent
 compares what was written with what the backend's own pipeline answers for the same request
@@ -19,6 +19,7 @@ from blender_util import requires_bpy, run_in_blender
 MODULE = "test_blender_artist_controls"
 pytestmark = [pytest.mark.blender, pytest.mark.slow, requires_bpy]
 SEED, STEPS, TOKENS = 7, 3, 32
+REFERENCE_STEPS = 5  # the model's own schedule in this module: the Reference preset's
 PROMPT = "a flag waves in the wind"
 THEN = "the flag falls down"
 T = 16  # the tiny model's take
@@ -51,7 +52,8 @@ def _setup(zip_path, python, model_dir):
     def recording_submit(vertices, faces, prompt, mask=None, **options):
         calls.append({"prompt": prompt, "mask": None if mask is None else np.asarray(mask).tolist(),
                       **{k: options.get(k) for k in ("then", "loop", "variations", "mask_falloff",
-                                                     "frames", "strength", "seed")}})
+                                                     "frames", "strength", "seed", "quality",
+                                                     "steps", "solver")}})
         return submit(vertices, faces, prompt, mask=mask, **options)
 
     client.submit = recording_submit
@@ -82,11 +84,38 @@ def _plays(obj, frames) -> bool:
 
 
 def _refused(session, call) -> list:
+    from test_blender_addon import PACKAGE
+
+    controller = sys.modules[PACKAGE + ".controller"]
     try:
         call()
     except RuntimeError:
         pass  # an operator's ERROR report
+    except TypeError as exc:  # bpy.ops refused an argument before the operator ran
+        return ["argument", str(exc)]
+    except controller.AnimateError as exc:
+        return [exc.code, exc.message]
     return list(session.last_outcome())
+
+
+def _quality_ui(s) -> dict:
+    """The panel's Quality: its items, default and tooltips, and where the panel draws it."""
+    import bpy
+
+    from test_blender_addon import PACKAGE, _FakeLayout
+
+    prop = s.bl_rna.properties["quality"]
+    log = []
+
+    class Host:
+        layout = _FakeLayout(log)
+
+    panel = sys.modules[PACKAGE + ".panel"]
+    panel.VIEW3D_PT_animateanymesh.draw(Host(), bpy.context)
+    return {"items": [(i.identifier, i.name, i.description) for i in prop.enum_items],
+            "default": prop.default, "tooltips": {n: s.bl_rna.properties[n].description
+                                                   for n in ("quality", "steps", "solver")},
+            "drawn": [name for kind, name in log if kind == "prop"]}
 
 
 def _scene_state() -> dict:
@@ -122,6 +151,16 @@ def scenario_chain_loop_mask(zip_path: str, python: str, model_dir: str) -> dict
     out["repeat"] = {"num_frames": len(_frames(targets, "A")), "call": calls[-1]}
     s.repeat = 1
     assert bpy.ops.animateanymesh.chain_remove() == {"FINISHED"} and len(s.chain) == 0
+
+    # Quality: the panel's preset (Steps 0, else it replaces the preset), then the operator's own
+    # over the panel's; each is a new request (the kept result of the other is not reused)
+    out["quality_ui"] = _quality_ui(s)
+    s.steps, s.quality = 0, "DRAFT"
+    assert bpy.ops.animateanymesh.animate(objects="A") == {"FINISHED"}
+    out["draft"] = {"frames": _frames(targets, "A"), "call": calls[-1], "asked": len(calls)}
+    assert bpy.ops.animateanymesh.animate(objects="A", quality="REFERENCE") == {"FINISHED"}
+    out["reference"] = {"frames": _frames(targets, "A"), "call": calls[-1], "asked": len(calls)}
+    s.steps, s.quality = STEPS, "STANDARD"
 
     # a loop, written closed, and the scene's range exactly its period
     s.loop, s.set_scene_range = "BLEND", True
@@ -168,6 +207,11 @@ def scenario_chain_loop_mask(zip_path: str, python: str, model_dir: str) -> dict
                                                                               mask_falloff=3.0)),
         "chain too long": _refused(session, lambda: bpy.ops.animateanymesh.animate(
             objects="A", then=THEN, repeat=9)),
+        # the operator's enum refuses a name it does not know; the options' own check, the rest
+        "quality bogus": _refused(session, lambda: bpy.ops.animateanymesh.animate(
+            objects="A", quality="BOGUS")),
+        "quality options": _refused(session, lambda: controller.AnimateOptions(
+            prompt=PROMPT, quality="bogus").check()),
     }
     out["refusals"] = refusals
     out["unchanged"] = _scene_state() == before and len(calls) == asked  # no job was even sent
@@ -285,6 +329,7 @@ def scenario_variations_and_batch(zip_path: str, python: str, model_dir: str) ->
     flag["aam_mask"] = flag_missing
 
     asked = len(calls)
+    s.quality = "DRAFT"  # the panel's, for every object (no per-object override)
     assert bpy.ops.animateanymesh.animate_collection() == {"FINISHED"}
     batch_calls = calls[asked:]
     bird_copies = variations.copies_of(["Bird"])
@@ -321,8 +366,8 @@ def _expected(sent: dict, model_dir, names, **options) -> list[dict]:
     faces = padded_polygons(np.concatenate(flats), np.concatenate(sizes))
     options.setdefault("seed", SEED)
     result = animate(np.concatenate(verts), faces, options.pop("prompt", PROMPT),
-                     model=load_model(Path(model_dir), "cpu"), steps=STEPS, num_traj=TOKENS,
-                     device="cpu", **options)
+                     model=load_model(Path(model_dir), "cpu"), steps=options.pop("steps", STEPS),
+                     num_traj=TOKENS, device="cpu", **options)
     out = []
     for take in result.takes:
         parts = wb.split_frames(take, [len(sent[n]["rest"]) for n in names])
@@ -341,7 +386,18 @@ def blender_args(tmp_path_factory, tiny_model_dir) -> dict:
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (zip_path,) = dist.glob("animateanymesh-*.zip")
-    return {"zip_path": str(zip_path), "python": sys.executable, "model_dir": str(tiny_model_dir)}
+    # the tiny model with a short schedule of its own (official: 64 grid points), which the
+    # Reference preset runs: a reference take then costs what a draft does (runs that set Steps
+    # do not use it)
+    import json
+    import shutil
+
+    model_dir = tmp_path_factory.mktemp("model") / "tiny_short_schedule"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["sampler"]["steps"] = REFERENCE_STEPS
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return {"zip_path": str(zip_path), "python": sys.executable, "model_dir": str(model_dir)}
 
 
 def test_chain_loop_and_mask_through_the_animate_operator(blender_args):
@@ -355,7 +411,29 @@ def test_chain_loop_and_mask_through_the_animate_operator(blender_args):
     expected = _expected(sent, model, ("A",), then=[THEN])[0]["A"]
     np.testing.assert_allclose(frames, expected, rtol=0, atol=2e-5)
     assert "31 frames on 1-31" in chain["message"]
+    assert chain["call"]["quality"] is None  # the default preset is not sent: the backend's applies
     assert r["repeat"]["call"]["then"] == [THEN, PROMPT, THEN] and r["repeat"]["num_frames"] == 4 * T - 3
+
+    ui = r["quality_ui"]
+    from aam_seam.limits import DEFAULT_QUALITY, QUALITY_PRESETS
+
+    assert [(i, n) for i, n, _ in ui["items"]] == [(p.upper(), p.capitalize()) for p in QUALITY_PRESETS]
+    assert [d.lower() for _, _, d in ui["items"]] == list(QUALITY_PRESETS.values())
+    assert ui["default"] == DEFAULT_QUALITY.upper()
+    assert all("replace" in ui["tooltips"][n] and "Quality" in ui["tooltips"][n]
+               for n in ("steps", "solver"))
+    drawn = ui["drawn"]
+    assert drawn.index("quality") < drawn.index("guidance") < drawn.index("steps") < drawn.index("solver")
+    draft, reference = r["draft"], r["reference"]
+    assert (draft["call"]["quality"], draft["call"]["steps"], draft["call"]["solver"]) == (
+        "draft", None, None)
+    assert reference["call"]["quality"] == "reference" and reference["asked"] == draft["asked"] + 1
+    takes = {}
+    for name, run in (("draft", draft), ("reference", reference)):
+        takes[name] = np.asarray(run["frames"])
+        expected = _expected(sent, model, ("A",), steps=None, quality=name)[0]["A"]
+        np.testing.assert_allclose(takes[name], expected, rtol=0, atol=2e-5, err_msg=name)
+    assert np.abs(takes["draft"] - takes["reference"]).max() > 1e-4  # the presets do differ
 
     loop = r["loop"]
     frames = np.asarray(loop["frames"])
@@ -401,6 +479,9 @@ def test_chain_loop_and_mask_through_the_animate_operator(blender_args):
     assert code == "bad_prompt" and "chained prompt 3 is empty" in message
     assert "mask falloff must be between 0 and 1" in f["falloff 3"][1]
     assert "at most 16 prompts (got 18)" in f["chain too long"][1]
+    assert f["quality bogus"][0] == "argument" and "enum \"BOGUS\" not found in" in f["quality bogus"][1]
+    assert f["quality options"] == ["bad_input", "unknown quality 'bogus'; choose draft, standard, "
+                                    "reference."]
     for code, message in f.values():
         assert code and "\n" not in message and "Traceback" not in message
     assert r["unchanged"]
@@ -453,6 +534,7 @@ def test_variations_keep_this_one_undo_and_batch_overrides(blender_args):
     assert flag_call["then"] == [THEN] and flag_call["loop"] == "blend"
     assert flag_call["mask"] == [0.0] * 8 + [1.0] * 4 + [0.0] * 6
     assert bird_call["variations"] == 2 and bird_call["then"] == [] and bird_call["mask"] is None
+    assert flag_call["quality"] == bird_call["quality"] == "draft"
     flag = np.asarray(b["flag"]["frames"])
     assert flag.shape[0] == 2 * T - 1 and b["flag"]["record"]["period"] == 2 * T - 2  # closed loop
     np.testing.assert_array_equal(flag[-1], flag[0])

@@ -96,14 +96,18 @@ def test_obj_to_glb_with_a_contact_sheet(tiny_model_dir, tmp_path):
 
 
 def test_obj_to_blend_with_a_point_cache(tiny_model_dir, tmp_path):
+    from aam_seam.arrays import padded_polygons
     from animateanymesh_addon import writeback as wb
+    from backend.pipeline import animate
 
     obj = tmp_path / "sheet.obj"
     n = write_obj(obj)
     out = tmp_path / "scene.blend"
     # no --python: the add-on's Auto finds this checkout's .venv, as a developer's would
-    # two seconds at the scene's 24 fps with a model frame every 2 scene frames: 25 frames
-    proc = run_cli([obj, "--prompt", "a flag waves", "--out", out, "--model", tiny_model_dir, *FAST,
+    # two seconds at the scene's 24 fps with a model frame every 2 scene frames: 25 frames;
+    # --quality draft without --steps (which would replace the preset's schedule)
+    proc = run_cli([obj, "--prompt", "a flag waves", "--out", out, "--model", tiny_model_dir,
+                    "--num-traj", "32", "--seed", "3", "--quality", "draft",
                     "--mode", "pointcache", "--frame-start", "5", "--frame-step", "2",
                     "--seconds", "2", "--set-range", "--strength", "1.5"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -115,6 +119,14 @@ def test_obj_to_blend_with_a_point_cache(tiny_model_dir, tmp_path):
     assert r["mode"] == "POINT_CACHE" and (r["frame_start"], r["frame_step"]) == (5.0, 2.0)
     assert r["scene_range"] == [5, 53]  # --set-range: 5 + 24 steps of 2
     np.testing.assert_allclose(r["at_7"], frames[1], rtol=0, atol=1e-5)  # frame 7 = sample 1
+    # the motion is the backend's own for the draft preset (the frames start from the rest pose)
+    matrix = np.asarray(r["matrix"])
+    take = animate(wb.to_world_space(np.asarray(r["rest"], np.float32), matrix),
+                   padded_polygons(np.asarray(r["flat"]), np.asarray(r["sizes"])), "a flag waves",
+                   model=tiny_model_dir, seed=3, num_traj=32, quality="draft", frames=25,
+                   strength=1.5, device="cpu").takes[0]
+    expected = wb.to_object_space(take, matrix)
+    np.testing.assert_allclose(frames - frames[:1], expected - expected[:1], rtol=0, atol=2e-5)
 
 
 def scenario_open_result(blend: str) -> dict:
@@ -125,7 +137,11 @@ def scenario_open_result(blend: str) -> dict:
     bpy.ops.wm.open_mainfile(filepath=blend)
     obj = bpy.data.objects["Sheet"]
     record = obj["animateanymesh"].to_dict()
-    return {"filepath": obj.modifiers[0].filepath, "mode": record["mode"],
+    mesh = obj.data
+    return {"rest": [v.co[:] for v in mesh.vertices], "matrix": [list(row) for row in obj.matrix_world],
+            "flat": [v for p in mesh.polygons for v in p.vertices],
+            "sizes": [p.loop_total for p in mesh.polygons],
+            "filepath": obj.modifiers[0].filepath, "mode": record["mode"],
             "frame_start": record["frame_start"], "frame_step": record["frame_step"],
             "at_7": evaluated_positions(obj, 7).tolist(),
             "scene_range": [bpy.context.scene.frame_start, bpy.context.scene.frame_end]}
@@ -218,6 +234,8 @@ def test_user_errors_exit_2_with_the_fix(tiny_model_dir, tmp_path):
          "--mask-falloff must be between 0 and 1"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--loop", "sideways"],
          "argument --loop: invalid choice: 'sideways'"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--quality", "bogus"],
+         "--quality: unknown quality 'bogus'; choose draft, standard, reference."),
         # judged after the file is open: Blender runs, no backend starts
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--objects", "Nope"],
          "no object named Nope in sheet.obj; meshes: Sheet"),

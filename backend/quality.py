@@ -3,8 +3,9 @@
 A rectified flow's paths are nearly straight, so far fewer evaluations than a model was trained
 with reach nearly the same motion. Measured against a 128-evaluation midpoint reference on
 held-out clips (benchmarks/solver_bench.py, the README's table), the second-order multistep
-solver on a grid warped towards the data end beat midpoint and Euler at equal evaluations;
-the presets are the cheapest schedules that met their targets there. `reference` is the
+solver beat midpoint and Euler at equal evaluations: at 16 on a grid warped towards the data end
+(3.6% mean deviation on 50 clips), at 8 on the uniform grid (8.9%; warped, 10.1%). The presets
+are the cheapest schedules that met their targets there (5% and 10%). `reference` is the
 model's own schedule from its config (for the official weights: the official sampler, which
 the parity tests hold to the official outputs).
 """
@@ -26,7 +27,7 @@ class Schedule:
 
 
 SCHEDULES: dict[str, Schedule | None] = {
-    "draft": Schedule("ab2", 9, 2.0),       # 8 evaluations
+    "draft": Schedule("ab2", 9, 1.0),       # 8 evaluations (the warped grid measured worse here)
     "standard": Schedule("ab2", 17, 2.0),   # 16 evaluations
     "reference": None,                      # the model's config
 }

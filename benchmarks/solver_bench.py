@@ -58,7 +58,13 @@ def run(model, clip, schedule: Schedule):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 keeps a shared machine's timings steady)")
     args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model(EMBEDDED_DIR)
     rows = schedules()
     deviation = {s: [] for s in rows}
@@ -75,8 +81,8 @@ def main(argv=None) -> int:
             seconds[schedule].append(took)
         print(f"clip {index + 1}/{args.clips} done", file=sys.stderr, flush=True)
     presets = {v: k for k, v in SCHEDULES.items() if v is not None}
-    print(f"\n{args.clips} held-out clips, seed 1; reference: midpoint, 128 evaluations, "
-          f"{np.mean(reference_seconds):.2f} s a take\n")
+    print(f"\n{args.clips} held-out clips, seed 1, {torch.get_num_threads()} torch thread(s); reference: "
+          f"midpoint, 128 evaluations, {np.mean(reference_seconds):.2f} s a take\n")
     print("| solver | grid | evaluations | deviation mean | median | p90 | worst | seconds | preset |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for schedule in rows:

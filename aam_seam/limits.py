@@ -106,6 +106,17 @@ def check_then(then) -> None:
         check_prompt_text(prompt)
 
 
+def check_repeat(repeat) -> None:
+    if not 1 <= _whole("repeat", repeat) <= MAX_SEGMENTS:
+        raise _bad(f"repeat must be between 1 and {MAX_SEGMENTS} (got {repeat}): how many times the "
+                   "prompt and its chain play.")
+
+
+def chained(prompt: str, chain, repeat: int = 1) -> list[str]:
+    """The request's `then`: the prompt and its chain played `repeat` times, minus the first."""
+    return ([prompt, *chain] * max(int(repeat), 1))[1:]
+
+
 def check_loop(loop) -> None:
     if loop is not None and loop not in LOOP_METHODS:
         raise _bad(f"unknown loop method {loop!r}; choose {' or '.join(LOOP_METHODS)} (or none).")

@@ -70,11 +70,6 @@ class QueueItem:
     mask_falloff: float | None = None
     variations: int = 1
 
-    @property
-    def then(self) -> list[str]:
-        """The request's chained prompts: the prompt and its chain `repeat` times, minus the first."""
-        return ([self.prompt, *self.chain] * max(int(self.repeat), 1))[1:]
-
     def settings(self) -> dict:
         return {"chain": list(self.chain), "repeat": self.repeat, "loop": self.loop,
                 "mask": self.mask, "mask_falloff": self.mask_falloff, "variations": self.variations}

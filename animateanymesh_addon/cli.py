@@ -153,21 +153,20 @@ def check_args(args) -> None:
         limits.check_frames(args.frames)
         limits.check_strength(args.strength)
         limits.check_variations(args.variations)
+        limits.check_repeat(args.repeat)
     except SeamError as exc:
         raise UsageError(f"--{exc.message}") from None
-    if not 1 <= args.repeat <= limits.MAX_SEGMENTS:
-        raise UsageError(f"--repeat must be between 1 and {limits.MAX_SEGMENTS} (got {args.repeat}): "
-                         "how many times the prompt and its --then chain play.")
     try:
-        limits.check_then(([args.prompt or "-", *args.then] * args.repeat)[1:])  # -: each object's own
+        limits.check_mask_falloff(args.mask_falloff)
+    except SeamError:
+        raise UsageError(f"--mask-falloff must be between 0 and {limits.MAX_FALLOFF:g} (got "
+                         f"{args.mask_falloff:g}), a share of the mesh's size; 0 is a hard edge.") from None
+    try:
+        limits.check_then(limits.chained(args.prompt or "-", args.then, args.repeat))  # -: each object's own
     except SeamError as exc:
         raise UsageError(f"--then: {exc.message}") from None
-    if args.mask_falloff is not None:
-        if not args.mask:
-            raise UsageError("--mask-falloff softens a mask: give the vertex group with --mask GROUP.")
-        if not (math.isfinite(args.mask_falloff) and 0 <= args.mask_falloff <= limits.MAX_FALLOFF):
-            raise UsageError(f"--mask-falloff must be between 0 and {limits.MAX_FALLOFF:g} (got "
-                             f"{args.mask_falloff:g}), a share of the mesh's size; 0 is a hard edge.")
+    if args.mask_falloff is not None and not args.mask:
+        raise UsageError("--mask-falloff softens a mask: give the vertex group with --mask GROUP.")
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise UsageError("--seconds must be a positive length, e.g. --seconds 2.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():

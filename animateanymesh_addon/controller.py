@@ -83,7 +83,7 @@ class AnimateOptions:
     @property
     def then(self) -> list[str]:
         """The request's chained prompts: the prompt and its chain `repeat` times, minus the first."""
-        return ([self.prompt, *self.chain] * max(int(self.repeat), 1))[1:]
+        return limits.chained(self.prompt, self.chain, self.repeat)
 
     def job_options(self) -> dict:
         return {"model": self.model, "seed": int(self.seed), "guidance": self.guidance,
@@ -111,12 +111,8 @@ class AnimateOptions:
         if not self.prompt.strip():
             raise AnimateError(ErrorCode.NO_PROMPT, "the prompt is empty: type what the mesh should "
                                "do, e.g. \"a bird flaps its wings\".")
-        repeat = self.repeat
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not (
-                1 <= repeat <= limits.MAX_SEGMENTS):
-            raise AnimateError(ErrorCode.BAD_INPUT, f"Repeat must be between 1 and {limits.MAX_SEGMENTS} "
-                               f"(got {repeat}): how many times the prompt and its chain play.")
         try:
+            limits.check_repeat(self.repeat)
             limits.check_then(self.then)
             limits.check_loop(self.loop or None)
             limits.check_variations(self.variations)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aam_seam.arrays import save_npz_atomically
 from aam_seam.codes import SeamError
-from aam_seam.limits import DEFAULT_LOOP, DEFAULT_QUALITY, LOOP_METHODS, MAX_SEGMENTS, QUALITY_PRESETS
+from aam_seam.limits import DEFAULT_LOOP, DEFAULT_QUALITY, LOOP_METHODS, QUALITY_PRESETS, chained, check_repeat
 
 from .errors import UserError
 from .solvers import solver_names
@@ -227,9 +227,11 @@ def cmd_animate(args) -> int:
         if args.preview.suffix.lower() != ".png":
             raise UserError(f"--preview must end in .png (got {args.preview.name}).")
         check_writable(args.preview, "--preview")
-    if not 1 <= args.repeat <= MAX_SEGMENTS:
-        raise UserError(f"--repeat must be between 1 and {MAX_SEGMENTS} (got {args.repeat}).")
-    then = ([args.prompt, *args.then] * args.repeat)[1:]
+    try:
+        check_repeat(args.repeat)
+    except SeamError as exc:
+        raise UserError(f"--{exc.message}", code=exc.code) from None
+    then = chained(args.prompt, args.then, args.repeat)
     vertices, faces = load_mesh(args.mesh)
     mask = load_weights(args.mask) if args.mask else None
     model_dir = resolve_model(args.model, args.cache)

@@ -181,9 +181,10 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     radius = float(mask_falloff or 0) * float(np.linalg.norm(np.ptp(prep.vertices, axis=0)))
     if weights is not None and radius > 0:
         weights = masks.soften(weights, prep.vertices.astype(np.float64), prep.edges, radius)
-    takes, weak = [], []
+    rest = prep.vertices.astype(np.float32)
+    takes, weak, seams = [], [], []
     for take in range(count):
-        clip, seams = join_segments(segments[take])
+        clip, seams = join_segments(segments[take])  # every take has its seams at the same frames
         if not np.isfinite(clip).all():
             raise UserError("the model produced non-finite positions; try another seed or fewer steps, "
                             "or use precision fp32.", code=ErrorCode.NUMERICAL)
@@ -195,7 +196,6 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             clip = retime_loop(clip, int(frames)) if frames is not None else clip
         else:
             clip = retime(clip[:length], int(frames)) if frames is not None else clip[:length]
-        rest = prep.vertices.astype(np.float32)
         if strength is not None and strength != 1:
             clip = scale_motion(clip, float(strength), anchor=rest)
         if weights is not None:
@@ -203,8 +203,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         takes.append(np.asarray(clip, dtype=np.float32)[:, prep.to_original])
     for take, message in weak:
         warnings.append(message if count == 1 else f"take {take + 1} (seed {seeds[take]}): {message}")
-    return AnimationResult(np.stack(takes), seeds, warnings, timings, k,
-                           seams=join_segments(segments[0])[1] if len(prompts) > 1 else [])
+    return AnimationResult(np.stack(takes), seeds, warnings, timings, k, seams=seams)
 
 
 class _SegmentGenerator:
@@ -235,12 +234,9 @@ class _SegmentGenerator:
 
     def __call__(self, poses, prompt, generators, token_indices, noise, done_before, total):
         model, cfg, n, k = self.model, self.model.config, self.prep.num_vertices, self.k
-        frames_of_pose = []
-        normalised = []
-        for pose in poses:
-            center, denominator = meshprep.normalize(pose)
-            frames_of_pose.append((center, denominator))
-            normalised.append(meshprep.apply_normalization(pose, center, denominator))
+        normalisations = [meshprep.normalize(pose) for pose in poses]
+        normalised = [meshprep.apply_normalization(pose, center, denominator)
+                      for pose, (center, denominator) in zip(poses, normalisations)]
         rest = torch.from_numpy(np.ascontiguousarray(np.stack(normalised), dtype=np.float32))
         rest, key_bias = weighted_padding(rest, cfg.compat.pad_to)
         rows = rest.shape[1]
@@ -283,7 +279,7 @@ class _SegmentGenerator:
 
             clock = time.perf_counter()
             clips = []
-            for take, (center, denominator) in enumerate(frames_of_pose):
+            for take, (center, denominator) in enumerate(normalisations):
                 decoded = model.vae.decode(sample.latent[take:take + 1].to(pc0_embed.dtype),
                                            pc0_embed[take:take + 1, :n], rest_d[take:take + 1, :n])
                 clips.append(meshprep.undo_normalization(decoded[0].float().cpu().numpy(),

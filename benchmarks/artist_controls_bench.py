@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend import joins, masks, pipeline  # noqa: E402
 from aam_seam.limits import LOOP_METHODS  # noqa: E402
 from backend.data.procedural import sample_at  # noqa: E402
+from backend.loops import in_place_range  # noqa: E402
 from backend.mesh import adjacency_edges, prepare_mesh  # noqa: E402
 from backend.model_folder import load_model  # noqa: E402
 from backend.model_manager import EMBEDDED_DIR  # noqa: E402
@@ -50,12 +51,6 @@ def amplitude(clip) -> float:
     """Mean per-vertex range of motion over the clip."""
     return float(np.ptp(np.asarray(clip), axis=0).mean())
 
-
-def in_place(clip) -> np.ndarray:
-    """The clip with the mesh centre's travel removed: a loop cannot travel, a walk cycle walks
-    in place, so loops are compared on the motion about the centre."""
-    clip = np.asarray(clip)
-    return clip - clip.mean(axis=1, keepdims=True)
 
 
 class Recorder:
@@ -129,7 +124,8 @@ def loops(model, clips, seed):
                 looped = pipeline.animate(s.frames[0], s.faces, s.captions[0], model=model, seed=seed,
                                           loop=method).frames
                 per[method][0].append(joins.seam_jump_ratio(looped, [], circular=True))
-                per[method][1].append(amplitude(in_place(looped)) / max(amplitude(in_place(plain)), 1e-12))
+                # a loop cannot travel (a walk cycle walks in place): compare motion about the centre
+                per[method][1].append(in_place_range(looped) / max(in_place_range(plain), 1e-12))
         cells = [family]
         for method in summary:
             seam, amp = per[method]

@@ -473,7 +473,7 @@ def test_chain_loop_and_mask_through_the_animate_operator(blender_args):
     f = r["refusals"]
     assert f["missing group"][0] == "bad_mask"
     assert "'B' has no vertex group 'Top'" in f["missing group"][1] and "Mask" in f["missing group"][1]
-    assert "Repeat must be between 1 and 16 (got 0)" in f["repeat 0"][1]
+    assert "repeat must be between 1 and 16 (got 0)" in f["repeat 0"][1]
     assert "variations must be between 1 and 16 (got 40)" in f["variations 40"][1]
     code, message = f["empty chained prompt"]
     assert code == "bad_prompt" and "chained prompt 3 is empty" in message
@@ -547,6 +547,7 @@ def test_variations_keep_this_one_undo_and_batch_overrides(blender_args):
 
 def test_batch_overrides_are_parsed_with_the_fix():
     """The custom-property overrides of Animate Collection, without Blender."""
+    from aam_seam import limits
     from animateanymesh_addon import batch
 
     defaults = {"chain": ["x"], "repeat": 1, "loop": None, "mask": "", "mask_falloff": None,
@@ -570,8 +571,8 @@ def test_batch_overrides_are_parsed_with_the_fix():
     # items keep their settings through the queue file, and older files without them still load
     queue = batch.BatchQueue.for_objects([("A", "wave", got), ("B", "")], "sway")
     loaded = batch.BatchQueue.from_dict(queue.to_dict())
-    assert loaded.items[0].then == ["jump", "spin", "wave", "jump", "spin"]
-    assert loaded.items[1].then == [] and loaded.items[1].variations == 1
+    then = [limits.chained(item.prompt, item.chain, item.repeat) for item in loaded.items]
+    assert then == [["jump", "spin", "wave", "jump", "spin"], []] and loaded.items[1].variations == 1
     old = queue.to_dict()
     for item in old["items"]:
         for name in ("chain", "repeat", "loop", "mask", "mask_falloff", "variations"):

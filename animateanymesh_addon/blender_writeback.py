@@ -65,6 +65,16 @@ def rest_coordinates(obj) -> np.ndarray:
     return out.reshape(n, 3)
 
 
+def polygons(obj) -> tuple[np.ndarray, np.ndarray]:
+    """(corner vertex indices, corners per polygon) of the object's mesh, flat int64."""
+    mesh = obj.data
+    sizes = np.empty(len(mesh.polygons), dtype=np.int64)
+    mesh.polygons.foreach_get("loop_total", sizes)
+    flat = np.empty(int(sizes.sum()), dtype=np.int64)
+    mesh.polygons.foreach_get("vertices", flat)
+    return flat, sizes
+
+
 def points(key_block):
     # ShapeKey.points (mesh-only, fast path) exists from 4.1; `data` is the generic collection.
     return key_block.points if hasattr(key_block, "points") else key_block.data

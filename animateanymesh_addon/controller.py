@@ -146,13 +146,8 @@ class MeshRequest:
 
 def object_mesh(obj) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rest (n, 3) float32 object space, corner indices, corners per polygon) of `obj`."""
-    mesh = obj.data
-    rest = bw.rest_coordinates(obj)
-    sizes = np.empty(len(mesh.polygons), dtype=np.int64)
-    mesh.polygons.foreach_get("loop_total", sizes)
-    flat = np.empty(int(sizes.sum()), dtype=np.int64)
-    mesh.polygons.foreach_get("vertices", flat)
-    return rest, flat, sizes
+    flat, sizes = bw.polygons(obj)
+    return bw.rest_coordinates(obj), flat, sizes
 
 
 def check_animatable(obj) -> None:

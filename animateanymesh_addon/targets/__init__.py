@@ -13,6 +13,9 @@ A target knows how to
     read_frames     give the frames back (for exporters, previews, re-timing)
     export_fallback make the animation visible to an exporter that cannot carry this target
                     (for the duration of the export), and say which modifiers are its own
+    solve_job       (optional) heavy work for `write`, run outside Blender's interface first: a
+                    job that callers poll (state, fraction, text, cancel) and whose result they
+                    hand to write(..., prepared=job.result)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import bpy
 import numpy as np
 
 from .. import blender_writeback as bw
+from .. import skinning
 from .. import writeback as wb
 
 
@@ -38,6 +42,7 @@ class WriteSettings:
     anchor_rest: bool = False
     interpolation: str = "LINEAR"
     cache_dir: str = ""      # for targets that keep files; "" = the add-on's user folder
+    bones: int = skinning.DEFAULT_BONES   # for targets that bake a skeleton
 
     @property
     def timeline(self) -> wb.Timeline:
@@ -59,8 +64,12 @@ class Target:
     def check(self, obj, settings: WriteSettings) -> None:
         bw.check_object(obj)
 
-    def write(self, obj, frames, settings: WriteSettings) -> bw.WritebackInfo:
+    def write(self, obj, frames, settings: WriteSettings, prepared=None) -> bw.WritebackInfo:
         raise NotImplementedError
+
+    def solve_job(self, obj, frames, settings: WriteSettings):
+        """A job to run (poll) before write, or None when writing needs no heavy work."""
+        return None
 
     def remove(self, obj, record: dict) -> bool:
         raise NotImplementedError
@@ -123,12 +132,15 @@ def target_of(obj) -> tuple[Target, dict] | tuple[None, None]:
 
 # ----------------------------------------------------------------------------- whatever the target
 
-def write_animation(obj, frames, target_name: str, settings: WriteSettings) -> bw.WritebackInfo:
+def write_animation(obj, frames, target_name: str, settings: WriteSettings,
+                    prepared=None) -> bw.WritebackInfo:
     """Check, then replace any earlier result of ours on `obj` with `frames` written as `target_name`."""
     target = get_target(target_name)
     target.check_settings(settings)
     target.check(obj, settings)
-    return target.write(obj, frames, settings)
+    if prepared is None:   # targets that need no solve keep the three-argument write
+        return target.write(obj, frames, settings)
+    return target.write(obj, frames, settings, prepared)
 
 
 def remove_animation(obj) -> bool:

@@ -249,7 +249,7 @@ class PointCache(Target):
     def check_settings(self, settings: WriteSettings) -> None:
         _check_step(settings.timeline.frame_step)
 
-    def write(self, obj, frames, settings: WriteSettings) -> bw.WritebackInfo:
+    def write(self, obj, frames, settings: WriteSettings, prepared=None) -> bw.WritebackInfo:
         folder = Path(settings.cache_dir) if settings.cache_dir else _default_folder()
         info = write_point_cache(obj, frames, folder, settings.frame_start, settings.frame_step,
                                  interpolation=settings.interpolation,

@@ -12,16 +12,12 @@ import re
 import bpy
 import numpy as np
 
+from .. import actions
 from .. import blender_writeback as bw
 from .. import writeback as wb
 from . import Target, WriteSettings, register, remove_animation
 
 DEFAULT_PREFIX = "AAM"
-# Blender 4.4 introduced slotted actions (layers -> strips -> channelbags per slot); 5.0 removed
-# the legacy `action.fcurves`. 4.2 / 4.3 still use the legacy API.
-SLOTTED_ACTIONS = bpy.app.version >= (4, 4, 0)
-
-
 # ------------------------------------------------------------------------------ actions
 
 def _data_path(key_name: str) -> str:
@@ -29,61 +25,8 @@ def _data_path(key_name: str) -> str:
 
 
 def _fcurve_collection(key, create: bool, action_name: str = ""):
-    """The F-curve collection that animates the Key datablock, or None (create=False, none yet).
-
-    Reuses the action (and slot) the artist may already have on the Key, so their own shape-key
-    animation stays; otherwise creates one. Returns (fcurves, action, created_action).
-    """
-    anim = key.animation_data
-    if anim is None:
-        if not create:
-            return None, None, False
-        anim = key.animation_data_create()
-    action = anim.action
-    created = False
-    if action is None:
-        if not create:
-            return None, None, False
-        action = bpy.data.actions.new(action_name or f"{DEFAULT_PREFIX}_{key.user.name}")
-        if not SLOTTED_ACTIONS:
-            action.id_root = "KEY"
-        anim.action = action
-        created = True
-    if not SLOTTED_ACTIONS:
-        return action.fcurves, action, created
-
-    slot = anim.action_slot
-    if slot is None:
-        if not create:
-            return None, action, False
-        slot = action.slots.new(id_type="KEY", name=key.name)
-        anim.action_slot = slot
-    channelbag = _channelbag(action, slot, create)
-    if channelbag is None:
-        return None, action, created
-    return channelbag.fcurves, action, created
-
-
-def _channelbag(action, slot, create: bool):
-    for layer in action.layers:
-        for strip in layer.strips:
-            if strip.type == "KEYFRAME":
-                bag = strip.channelbag(slot)
-                if bag is not None:
-                    return bag
-    if not create:
-        return None
-    layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
-    strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
-    return strip.channelbag(slot, ensure=True)
-
-
-def _action_is_empty(action) -> bool:
-    if not SLOTTED_ACTIONS:
-        return len(action.fcurves) == 0
-    return all(len(bag.fcurves) == 0
-               for layer in action.layers for strip in layer.strips if strip.type == "KEYFRAME"
-               for bag in strip.channelbags)
+    return actions.fcurve_collection(key, create, action_name or f"{DEFAULT_PREFIX}_{key.user.name}",
+                                     "KEY")
 
 
 def _key_fcurves(fcurves, names: set[str]):
@@ -134,18 +77,9 @@ def add_shape_key_animation(obj, frames: np.ndarray, timeline: wb.Timeline, pref
 
     fcurves, action, created_action = _fcurve_collection(key, create=True,
                                                          action_name=f"{prefix}_{obj.name}")
-    interp_value = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items[interpolation].value
     for name, keys in zip(names, wb.shape_key_keyframes(t, timeline)):
         fc = fcurves.new(_data_path(name), index=0)
-        points = fc.keyframe_points
-        points.add(keys.shape[0])
-        flat = keys.reshape(-1)
-        points.foreach_set("co", flat)
-        points.foreach_set("handle_left", flat)
-        points.foreach_set("handle_right", flat)
-        points.foreach_set("interpolation", np.full(keys.shape[0], interp_value, dtype=np.int32))
-        fc.extrapolation = "CONSTANT"
-        fc.update()
+        actions.set_keys(fc, keys[:, 0], keys[:, 1], interpolation)
     obj.active_shape_key_index = active_index
     mesh.update_tag()
     obj.update_tag(refresh={"DATA"})
@@ -173,7 +107,7 @@ def remove_shape_key_animation(obj, record: dict, *, match_prefix: bool = True) 
         for fc in _key_fcurves(fcurves, names):
             fcurves.remove(fc)
             removed = True
-    if action is not None and action.name == record.get("action") and _action_is_empty(action):
+    if action is not None and action.name == record.get("action") and actions.action_is_empty(action):
         key.animation_data.action = None
         if action.users == 0:
             bpy.data.actions.remove(action)
@@ -253,7 +187,7 @@ class ShapeKeys(Target):
         bw.check_object(obj)
         check_shape_keys_writable(obj)
 
-    def write(self, obj, frames, settings: WriteSettings) -> bw.WritebackInfo:
+    def write(self, obj, frames, settings: WriteSettings, prepared=None) -> bw.WritebackInfo:
         return write_shape_keys(obj, frames, settings.frame_start, settings.frame_step,
                                 interpolation=settings.interpolation,
                                 anchor_rest=settings.anchor_rest)

@@ -6,7 +6,7 @@
         [--num-traj N] [--device auto|cpu|cuda]
         [--then PROMPT ...] [--repeat K] [--loop [METHOD]] [--mask GROUP [--mask-falloff F]]
         [--variations K] [--frames N | --seconds S] [--strength X] [--set-range]
-        [--mode TARGET] [--frame-start F] [--frame-step S] [--no-keep-rest]
+        [--mode TARGET | --armature [BONES]] [--frame-start F] [--frame-step S] [--no-keep-rest]
         [--separately] [--preview PNG [--preview-size PX] [--preview-columns C]
         [--preview-frames N]] [--python BACKEND_PYTHON]
 
@@ -20,7 +20,8 @@ and `aam_variations` when it has them). With --variations K each take plays on a
 objects in the collection "Variations" (a line per take says its seed); the originals stay.
 
 INPUT: .blend, .glb / .gltf, .fbx or .obj. OUTPUT: .blend (point caches are written next to it
-and referenced relatively), or a bake: .fbx (blend shapes), .abc, .glb / .gltf (morph targets).
+and referenced relatively), or a bake: .fbx (blend shapes), .abc, .glb / .gltf (morph targets);
+with --armature the .fbx / .glb / .gltf holds the skeleton and its skin instead.
 
 Exit status: 0 done; 1 the backend failed (or some batch items failed); 2 a problem with the
 input or the command line (the message says what to fix); 130 interrupted.
@@ -33,6 +34,7 @@ import math
 import sys
 from pathlib import Path
 
+from . import skinning
 from .seam import ErrorCode, SeamError, codes, limits
 
 INPUTS = {".blend", ".glb", ".gltf", ".fbx", ".obj"}
@@ -105,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make the scene's frame range the clip's (saved in a .blend output)")
     a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     modes = write_targets()
-    a.add_argument("--mode", choices=list(modes), default=next(iter(modes)),
+    a.add_argument("--mode", choices=list(modes), default=None,
                    help="how the animation is written: " + "; ".join(
-                       f"{name}: {t.label}" for name, t in modes.items()))
+                       f"{name}: {t.label}" for name, t in modes.items())
+                   + f" (default: {next(iter(modes))})")
+    a.add_argument("--armature", type=int, nargs="?", const=skinning.DEFAULT_BONES, default=None,
+                   metavar="BONES", help="bake to an armature with skin weights: --mode armature "
+                   f"with BONES deforming bones (default {skinning.DEFAULT_BONES}) under a root")
     a.add_argument("--frame-start", type=float, default=1.0)
     a.add_argument("--frame-step", type=float, default=1.0, help="scene frames per model frame")
     a.add_argument("--no-keep-rest", dest="keep_rest", action="store_false",
@@ -171,6 +177,15 @@ def check_args(args) -> None:
         raise UsageError("--seconds must be a positive length, e.g. --seconds 2.")
     if args.model not in ("default", "official") and not Path(args.model).is_dir():
         raise UsageError(f"--model {args.model}: not default, official, or an existing folder.")
+    if args.armature is not None:
+        if args.mode not in (None, "armature"):
+            raise UsageError(f"--armature writes an armature, but --mode says {args.mode}: give one "
+                             "of them.")
+        if not 1 <= args.armature <= skinning.MAX_BONES:
+            raise UsageError(f"--armature {args.armature}: use 1 to {skinning.MAX_BONES} bones.")
+        args.mode = "armature"
+    elif args.mode is None:
+        args.mode = next(iter(write_targets()))
 
 
 # ----------------------------------------------------------------------------- Blender side
@@ -292,6 +307,8 @@ def animate(args) -> int:
     s.set_scene_range = args.set_range
     s.device = args.device.upper()
     s.mode = target.name
+    if args.armature is not None:
+        s.bones = args.armature
     s.frame_start, s.timing, s.frame_step = int(args.frame_start), "STEP", args.frame_step
     s.keep_rest, s.together, s.prompt = args.keep_rest, not args.separately, args.prompt
     session.set_outcome("", "")

@@ -38,7 +38,7 @@ import bpy
 import numpy as np
 
 from . import blender_writeback as bw
-from . import session, targets, variations
+from . import session, skinning, targets, variations
 from . import writeback as wb
 from .backend_client import BackendError
 from .seam import ErrorCode, Polygons, SeamError, codes, limits, stages
@@ -79,6 +79,7 @@ class AnimateOptions:
     keep_rest: bool = True
     together: bool = True
     cache_dir: str = ""             # point caches; "" = the add-on's user folder
+    bones: int = skinning.DEFAULT_BONES  # the armature target's deforming bones
 
     @property
     def then(self) -> list[str]:
@@ -99,7 +100,8 @@ class AnimateOptions:
 
     def write_settings(self) -> targets.WriteSettings:
         return targets.WriteSettings(float(self.frame_start), float(self.frame_step),
-                                     anchor_rest=self.keep_rest, cache_dir=self.cache_dir)
+                                     anchor_rest=self.keep_rest, cache_dir=self.cache_dir,
+                                     bones=int(self.bones))
 
     def check(self) -> None:
         try:
@@ -283,8 +285,10 @@ def after_write(obj, info, options: AnimateOptions, seed: int | None = None) -> 
     bw.note_record(obj, loop=options.loop or None, period=info.period or None, seed=seed)
 
 
-def write_results(frames_by_name: dict, options: AnimateOptions, seed: int | None = None) -> list:
-    """Write every object's frames, or nothing: all checks run before the first write."""
+def write_results(frames_by_name: dict, options: AnimateOptions, seed: int | None = None,
+                  prepared: dict | None = None) -> list:
+    """Write every object's frames, or nothing: all checks run before the first write.
+    `prepared` holds what a target's solve_job made for an object (by name), if anything."""
     settings = options.write_settings()
     try:
         target = targets.get_target(options.mode)
@@ -306,7 +310,9 @@ def write_results(frames_by_name: dict, options: AnimateOptions, seed: int | Non
     infos = []
     for obj, f in checked:
         try:
-            infos.append(target.write(obj, f, settings))
+            made = (prepared or {}).get(obj.name)
+            infos.append(target.write(obj, f, settings) if made is None
+                         else target.write(obj, f, settings, made))
         except wb.WritebackError as exc:  # checked above; a disk error for a file remains
             raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
         after_write(obj, infos[-1], options, seed)
@@ -358,6 +364,8 @@ class AnimateRun:
         self._client_factory = client_factory or session.client
         self._cancel = threading.Event()
         self._cancel_sent = False
+        self.solves: list = []          # (object name, a target's solve job), after the backend
+        self.prepared: dict = {}        # object name: what its solve made
 
     @property
     def finished(self) -> bool:
@@ -372,14 +380,25 @@ class AnimateRun:
     def fraction(self) -> float:
         if self.state == "done":
             return 1.0
+        if self.state == "solving":   # the backend's share is done; the solves share the rest
+            done = sum(job.fraction for _, job in self.solves) / len(self.solves)
+            return 0.9 + 0.1 * done
         current = stages.progress_fraction(*self.job.progress) if self.job is not None else 0.0
-        return (self.index + current) / len(self.requests)
+        return 0.9 * (self.index + current) / len(self.requests) if self._solves_after() \
+            else (self.index + current) / len(self.requests)
+
+    def _solves_after(self) -> bool:
+        return self.options.variations == 1 and \
+            type(targets.get_target(self.options.mode)).solve_job is not targets.Target.solve_job
 
     @property
     def text(self) -> str:
         if self.state == "running" and self.job is not None:
             where = f" ({self.index + 1}/{len(self.requests)})" if len(self.requests) > 1 else ""
             return f"Animating{where}: {stages.progress_text(*self.job.progress)}"
+        if self.state == "solving":
+            current = next((job for _, job in self.solves if not job.finished), self.solves[-1][1])
+            return current.text
         if self.state == "error":
             return f"Failed: {self.error[1]}"
         return self.state.capitalize()
@@ -401,6 +420,8 @@ class AnimateRun:
         """Move the run along without blocking; True once it has finished."""
         if self.finished:
             return True
+        if self.state == "solving":
+            return self._poll_solves()
         job = self.job
         if self._cancel.is_set() and not self._cancel_sent:
             self._cancel_sent = True
@@ -418,7 +439,7 @@ class AnimateRun:
             self.seed, self.seeds = job.seed, list(job.seeds)
             self.index += 1
             if self.index == len(self.requests):
-                self.state = "done"
+                self._start_solves()
             elif self._cancel.is_set():
                 self.state = "cancelled"
             else:
@@ -443,9 +464,57 @@ class AnimateRun:
                 self.request_cancel()
         return self.state
 
+    # ------------------------------------------------------------ a target's solve (armature)
+
+    def _start_solves(self) -> None:
+        """After the backend: the target's heavy work for each object, one after the other (a
+        skinning solve in its own process), before anything is written."""
+        target = targets.get_target(self.options.mode)
+        self.solves = []
+        if self.options.variations == 1:
+            for name, frames in self.frames.items():
+                obj = bpy.data.objects.get(name)
+                if obj is None:
+                    continue   # apply() reports it
+                try:
+                    job = target.solve_job(obj, clip_for_writing(frames, self.options),
+                                           self.options.write_settings())
+                except wb.WritebackError as exc:
+                    self._fail(ErrorCode.WRITEBACK, str(exc))
+                    return
+                if job is not None:
+                    self.solves.append((name, job))
+        if not self.solves:
+            self.state = "done"
+            return
+        self.state = "solving"
+        self.solves[0][1].start()
+
+    def _poll_solves(self) -> bool:
+        current = next((job for _, job in self.solves if not job.finished), None)
+        if current is not None and self._cancel.is_set():
+            current.cancel()
+            self.state = "cancelled"
+            return True
+        if current is not None and not current.poll():
+            return False
+        for _, job in self.solves:
+            if job.state == "error":
+                self._fail(ErrorCode.WRITEBACK, job.error)
+                return True
+        pending = [job for _, job in self.solves if job.state == "pending"]
+        if pending:
+            pending[0].start()
+            return False
+        self.prepared = {name: job.skin for name, job in self.solves}
+        self.state = "done"
+        return True
+
     def abandon(self) -> None:
         """Stop now, without waiting for the backend's answer (the file is being closed, or
         Blender ended the modal operator): the job is told to cancel, nothing is written."""
+        for _, job in getattr(self, "solves", []):
+            job.cancel()
         self._cancel.set()
         if self.job is not None and not self.job.finished:
             self.job.cancel()
@@ -458,7 +527,7 @@ class AnimateRun:
             raise AnimateError(ErrorCode.NO_RESULT, f"nothing to write: the run is {self.state}.")
         if self.options.variations > 1:
             return write_variations(self.requests, self.takes, self.seeds, self.options)
-        return write_results(self.frames, self.options, self.seed)
+        return write_results(self.frames, self.options, self.seed, self.prepared)
 
     def _submit(self) -> None:
         request = self.requests[self.index]

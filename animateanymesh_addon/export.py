@@ -1,4 +1,5 @@
-"""Bake animated meshes to FBX (blend shapes), Alembic (a mesh per frame) or glTF (morph targets).
+"""Bake animated meshes to FBX (blend shapes or a skin), Alembic (a mesh per frame) or glTF
+(morph targets or a skin).
 
 `export_animation` drives Blender's own exporters with the settings an AnimateAnyMesh result
 needs and puts the scene back as it found it (selection, frame range, current frame).
@@ -8,8 +9,9 @@ Two facts of those exporters shape it:
   the mesh and drops every shape key. So by default modifiers are not applied and a warning
   names the ones left out; with apply_modifiers=True the objects that lose their animation are
   named instead. Alembic always writes the evaluated mesh, modifiers included.
-* FBX and glTF carry shape keys and nothing else of ours: a write-back target they cannot carry
-  (a point cache) offers an `export_fallback` that shows them its frames as temporary shape keys
+* FBX and glTF carry shape keys and armatures (a skin: the armature goes into the file with the
+  mesh, see Target.export_companions); a write-back target they cannot carry (a point cache)
+  offers an `export_fallback` that shows them its frames as temporary shape keys
   for the time of the export.
 """
 
@@ -72,6 +74,21 @@ def _check_objects(objects, view_layer) -> list:
     if not objs:
         raise ExportError("nothing to export. Fix: select the animated mesh objects.")
     return objs
+
+
+def _companions(objects, view_layer) -> list:
+    """What the objects' animations need in the file besides them (an armature)."""
+    out = []
+    for obj in objects:
+        target, record = targets.target_of(obj)
+        for other in target.export_companions(obj, record) if target is not None else ():
+            if other not in out and other not in objects:
+                if view_layer.objects.get(other.name) is None or not other.visible_get(
+                        view_layer=view_layer):
+                    raise ExportError(f"'{other.name}', the armature of '{obj.name}', is hidden or "
+                                      "not in this view layer, and the skin needs it. Fix: unhide it.")
+                out.append(other)
+    return out
 
 
 def animation_frame_range(objects) -> tuple[int, int] | None:
@@ -236,7 +253,8 @@ def export_animation(objects, path, file_format: str | None = None, *,
 
     with _staging(path) as staged:
         try:
-            with _selection(view_layer, objs), _scene_frames(scene, start, end):
+            with _selection(view_layer, objs + _companions(objs, view_layer)), \
+                    _scene_frames(scene, start, end):
                 if fmt == "ALEMBIC":
                     result = _export_alembic(staged, start, end)
                 else:

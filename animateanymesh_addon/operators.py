@@ -17,6 +17,7 @@ import sys
 
 import bpy
 
+from . import armature_bake
 from . import batch as batchq
 from . import blender_writeback as bw
 from . import session, targets, variations
@@ -71,7 +72,7 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         mask_falloff=s.mask_falloff or None, variations=s.variations,
         set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
-        keep_rest=s.keep_rest, together=s.together)
+        keep_rest=s.keep_rest, together=s.together, bones=s.bones)
     return options, device
 
 
@@ -118,11 +119,12 @@ class ConsoleProgress:
         self.last = None
 
     def __call__(self, run):
-        job = run.job
-        if job is None:
-            return
-        stage, step, total = job.progress
-        key = (job.id, stage, step * 10 // total if stage == "sample" and total else 0)
+        job = getattr(run, "job", None)
+        if run.state == "running" and job is not None and hasattr(job, "progress"):
+            stage, step, total = job.progress
+            key = (job.id, stage, step * 10 // total if stage == "sample" and total else 0)
+        else:   # a skinning solve: its text, every tenth of the way
+            key = (run.text.split(":")[0], int(run.fraction * 10))
         if key != self.last:
             self.last = key
             print(f"[animateanymesh] {run.text}", file=sys.stderr, flush=True)
@@ -657,6 +659,61 @@ class ANIMATEANYMESH_OT_remove_animation(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# ----------------------------------------------------------------------------- armature
+
+class ANIMATEANYMESH_OT_bake_armature(_RunOperator, bpy.types.Operator):
+    """Bake the selected animated meshes to armatures with skin weights (one key per frame on
+    each bone): for game engines, FBX and glTF. Any animation works: ours, shape keys,
+    modifiers, caches"""
+
+    bl_idname = "animateanymesh.bake_armature"
+    bl_label = "Bake to Armature"
+    bl_options = {"REGISTER", "UNDO"}
+
+    bones: bpy.props.IntProperty(**_skip(name="Bones", default=0, min=0, max=256,
+                                         description="Deforming bones (0: the panel's setting)"))
+    keep_vertex_animation: bpy.props.EnumProperty(**_skip(
+        name="Keep Vertex Animation", default="PANEL",
+        items=[("PANEL", "Panel", "As the panel says"), ("YES", "Yes", "Bake onto a copy"),
+               ("NO", "No", "Replace our vertex animation on the mesh")]))
+
+    @classmethod
+    def poll(cls, context):
+        return context.mode == "OBJECT" and any(o.type == "MESH" for o in context.selected_objects)
+
+    def make_run(self, context):
+        s = scene_settings(context)
+        keep = s.bake_keep_vertex_animation if self.keep_vertex_animation == "PANEL" \
+            else self.keep_vertex_animation == "YES"
+        meshes = [o for o in context.selected_objects if o.type == "MESH"]
+        try:
+            return armature_bake.BakeRun(meshes, self.bones or s.bones, keep)
+        except armature_bake.BakeError as exc:
+            raise AnimateError(exc.code, exc.message) from None
+
+    def finish_run(self, context, run):
+        if run.state == "cancelled":
+            message = "Bake cancelled: the scene is unchanged."
+            session.set_outcome(ErrorCode.CANCELLED, message)
+            self.report({"WARNING"}, message)
+            return {"CANCELLED"}
+        if run.state == "error":
+            return self.refuse(*run.error)
+        try:
+            infos = run.apply()
+        except armature_bake.BakeError as exc:
+            return self.refuse(exc.code, exc.message)
+        for info in infos:
+            for text in info.warnings:
+                self.report({"WARNING"}, text)
+        rigs = [bw.animation_info(bpy.data.objects[i.object_name])["armature"] for i in infos]
+        message = (f"Baked {', '.join(i.object_name for i in infos)} to "
+                   f"{', '.join(rigs)}: {infos[0].num_frames} frames.")
+        session.set_outcome("", message)
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
 # ----------------------------------------------------------------------------- batch
 
 def collection_meshes(collection) -> list:
@@ -846,6 +903,7 @@ class ANIMATEANYMESH_OT_batch_clear(bpy.types.Operator):
 
 
 CLASSES = (
+    ANIMATEANYMESH_OT_bake_armature,
     ANIMATEANYMESH_OT_animate,
     ANIMATEANYMESH_OT_cancel,
     ANIMATEANYMESH_OT_new_seed,

@@ -123,6 +123,8 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         else:
             col.prop(s, "frame_step")
         col.prop(s, "mode")
+        if s.mode == "ARMATURE":
+            col.prop(s, "bones")
         col.prop(s, "keep_rest")
         col.prop(s, "set_scene_range")
         meshes = [o for o in context.selected_objects if o.type == "MESH"]
@@ -212,9 +214,22 @@ class VIEW3D_PT_animateanymesh_export(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        s = context.scene.animateanymesh
+        box = layout.box()
+        box.label(text="Bake to Armature", icon="ARMATURE_DATA")
+        col = box.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(s, "bones")
+        col.prop(s, "bake_keep_vertex_animation")
+        run = session.active_run()
+        if run is not None and run.kind == "bake":
+            _progress(box, run)
+        else:
+            box.operator("animateanymesh.bake_armature", icon="ARMATURE_DATA")
         col = layout.column(align=True)
-        for fmt, text in (("FBX", "FBX (blend shapes)"), ("ALEMBIC", "Alembic"),
-                          ("GLB", "glTF Binary (morph targets)")):
+        for fmt, text in (("FBX", "FBX (blend shapes / skin)"), ("ALEMBIC", "Alembic"),
+                          ("GLB", "glTF Binary (morph targets / skin)")):
             col.operator("animateanymesh.export_animation", text=text,
                          icon="EXPORT").file_format = fmt
 

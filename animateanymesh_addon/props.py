@@ -3,7 +3,7 @@
 
 import bpy
 
-from . import batch, session, targets
+from . import batch, session, skinning, targets
 from .seam import limits
 
 MODEL_ITEMS = [
@@ -160,6 +160,14 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
         description="Model frames per second of playback (the official clips are 16 frames)")
     mode: bpy.props.EnumProperty(name="Write", items=targets.enum_items(),
                                  default=targets.all_targets()[0].name)
+    bones: bpy.props.IntProperty(
+        name="Bones", default=skinning.DEFAULT_BONES, min=1, max=skinning.MAX_BONES,
+        description="Deforming bones of the baked armature (under one root bone); more follow "
+                    "finer motion, fewer are lighter for a game engine")
+    bake_keep_vertex_animation: bpy.props.BoolProperty(
+        name="Keep Vertex Animation", default=False,
+        description="Bake onto a copy and leave the mesh's shape keys or cache as they are (an "
+                    "animation that AnimateAnyMesh did not make always stays, on a copy)")
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="PREFERENCES")
     keep_rest: bpy.props.BoolProperty(
         name="Start From Rest Pose", default=True,

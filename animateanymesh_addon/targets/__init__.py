@@ -11,6 +11,7 @@ A target knows how to
     write           put the frames on the object and record what it made (the object's record)
     remove          take back what `write` made, from the record
     read_frames     give the frames back (for exporters, previews, re-timing)
+    export_companions  other objects an export must take along (the armature of a skin)
     export_fallback make the animation visible to an exporter that cannot carry this target
                     (for the duration of the export), and say which modifiers are its own
     solve_job       (optional) heavy work for `write`, run outside Blender's interface first: a
@@ -88,6 +89,10 @@ class Target:
 
     def owned_modifiers(self, obj, record: dict) -> list[str]:
         """Modifiers this target added (exporters do not count them as the artist's)."""
+        return []
+
+    def export_companions(self, obj, record: dict) -> list:
+        """Other objects the animation needs in an export (a skeleton)."""
         return []
 
     def export_fallback(self, obj, record: dict, label: str, warnings: list):

@@ -312,3 +312,7 @@ class Armature(Target):
 
     def owned_modifiers(self, obj, record: dict) -> list[str]:
         return [record.get("modifier", MODIFIER_NAME)]
+
+    def export_companions(self, obj, record: dict) -> list:
+        arm = bpy.data.objects.get(record.get("armature", ""))
+        return [arm] if arm is not None and arm.type == "ARMATURE" else []

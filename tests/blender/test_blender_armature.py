@@ -131,3 +131,168 @@ def test_bake_plays_the_solved_skin_and_removes_cleanly():
     assert after["world"] < 1e-6 and after["parent"] == before["parent"]
     assert {k: after[k] for k in ("counts", "modifiers", "groups")} == \
         {k: before[k] for k in ("counts", "modifiers", "groups")}
+
+
+def _register_addon():
+    import animateanymesh_addon
+
+    animateanymesh_addon.register()
+
+
+def _artist_animated_tube(name: str = "Tube"):
+    """A tube bent by the artist's own shape key, keyed over frames 1-9 (not ours)."""
+    import bpy
+
+    obj = tube(name)
+    obj.shape_key_add(name="Basis", from_mix=False)
+    key = obj.shape_key_add(name="Bend", from_mix=False)
+    rest = np.array([v.co[:] for v in obj.data.vertices])
+    key.points.foreach_set("co", bend(rest, frames=4)[1].reshape(-1))
+    for frame, value in ((1, 0.0), (5, 1.0), (9, 0.0)):
+        key.value = value
+        key.keyframe_insert("value", frame=frame)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 9
+    return obj
+
+
+def scenario_bake_operator(keep: str) -> dict:
+    """Bake to Armature through the panel's operator: the artist's own animation goes on a copy
+    (the original untouched), ours is replaced in place unless kept."""
+    import bpy
+
+    from animateanymesh_addon import blender_writeback as bw
+    from animateanymesh_addon.targets import shape_keys
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    _register_addon()
+    theirs = _artist_animated_tube("Theirs")
+    ours = tube("Ours")
+    ours.location = (3.0, 0.0, 0.0)
+    rest = bw.rest_coordinates(ours).astype(np.float64)
+    shape_keys.write_shape_keys(ours, bend(rest, frames=8), frame_start=1, frame_step=1)
+    bpy.context.view_layer.update()
+    expected = {o.name: [evaluated_positions(o, t, world=True) for t in range(1, 10)]
+                for o in (theirs, ours)}
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o.name in ("Theirs", "Ours"))
+    bpy.context.view_layer.objects.active = ours
+    bpy.context.scene.animateanymesh.bones = 5
+    result = bpy.ops.animateanymesh.bake_armature(keep_vertex_animation=keep)
+    out = {"result": sorted(result), "objects": sorted(o.name for o in bpy.data.objects)}
+    out["theirs_key_animated"] = theirs.data.shape_keys.animation_data.action is not None
+    out["ours_mode"] = (bw.animation_info(ours) or {}).get("mode")
+    errors = {}
+    for name, skinned in (("Theirs", "Theirs Baked"), ("Ours", "Ours" if keep == "NO" else "Ours Baked")):
+        obj = bpy.data.objects[skinned]
+        got = [evaluated_positions(obj, t, world=True) for t in range(1, 10)]
+        diag = float(np.linalg.norm(np.ptp(expected[name][0], axis=0)))
+        errors[name] = float(np.mean([np.linalg.norm(g - e, axis=1).mean()
+                                      for g, e in zip(got, expected[name])])) / diag
+        out[f"{name}_rig_mode"] = bw.animation_info(obj)["mode"]
+        out[f"{name}_shape_keys"] = obj.data.shape_keys is not None
+    out["errors"] = errors
+    return out
+
+
+def scenario_bad_input() -> dict:
+    """Each refusal is one sentence, and nothing in the scene changes."""
+    import bpy
+
+    from animateanymesh_addon import armature_bake, session
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    _register_addon()
+    still = tube("Still")
+    moving = _artist_animated_tube("Moving")
+    sub = moving.modifiers.new("Subd", "SUBSURF")
+    sub.levels = 1
+
+    def state():
+        return (sorted(o.name for o in bpy.data.objects), len(bpy.data.armatures),
+                {o.name: (len(o.modifiers), len(o.vertex_groups)) for o in bpy.data.objects})
+
+    before = state()
+    messages = {}
+    cases = {"still": ([still], 4), "topology": ([moving], 4), "too_many": ([still], 200),
+             "zero": ([still], 0), "nothing": ([], 4)}
+    for case, (objs, bones) in cases.items():
+        try:
+            armature_bake.BakeRun(objs, bones)
+            messages[case] = "accepted"
+        except armature_bake.BakeError as exc:
+            messages[case] = exc.message
+    sub.show_viewport = False
+    bpy.context.scene.frame_end = 1
+    try:
+        armature_bake.BakeRun([moving], 4)
+        messages["one_frame"] = "accepted"
+    except armature_bake.BakeError as exc:
+        messages["one_frame"] = exc.message
+    # through the operator: one report, CANCELLED, the outcome says why
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o.name == "Still")
+    try:   # an operator's error report comes back from bpy.ops as a RuntimeError
+        bpy.ops.animateanymesh.bake_armature()
+        messages["operator"] = "finished"
+    except RuntimeError:
+        messages["operator"] = session.last_outcome()[1]
+    return {"messages": messages, "unchanged": state() == before}
+
+
+def scenario_cancel() -> dict:
+    import bpy
+
+    from animateanymesh_addon import armature_bake
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    obj = _artist_animated_tube("Theirs")
+    before = sorted(o.name for o in bpy.data.objects)
+    run = armature_bake.BakeRun([obj], 8).start()
+    run.poll()
+    run.request_cancel()
+    run.poll()
+    try:
+        run.apply()
+        applied = "applied"
+    except armature_bake.BakeError as exc:
+        applied = exc.message
+    return {"state": run.state, "applied": applied,
+            "unchanged": sorted(o.name for o in bpy.data.objects) == before}
+
+
+def test_bake_operator_puts_the_artists_animation_on_a_copy_and_replaces_ours():
+    r = run_in_blender(MODULE, "scenario_bake_operator", keep="NO")
+    assert r["result"] == ["FINISHED"], r
+    assert r["objects"] == ["Ours", "Ours Rig", "Theirs", "Theirs Baked", "Theirs Baked Rig"]
+    assert r["theirs_key_animated"] and r["ours_mode"] == "ARMATURE"
+    assert r["Ours_rig_mode"] == r["Theirs_rig_mode"] == "ARMATURE"
+    assert not r["Ours_shape_keys"] and not r["Theirs_shape_keys"]
+    assert max(r["errors"].values()) < 0.01, r["errors"]   # mean vertex error < 1% of the size
+
+
+def test_bake_operator_keeps_our_vertex_animation_when_asked():
+    r = run_in_blender(MODULE, "scenario_bake_operator", keep="YES")
+    assert r["result"] == ["FINISHED"], r
+    assert "Ours Baked" in r["objects"] and r["ours_mode"] == "SHAPE_KEYS"
+    assert max(r["errors"].values()) < 0.01, r["errors"]
+
+
+def test_bake_refuses_bad_input_with_one_line_and_changes_nothing():
+    r = run_in_blender(MODULE, "scenario_bad_input")
+    m = r["messages"]
+    assert "does not move" in m["still"] and "Fix:" in m["still"]
+    assert "topology" in m["topology"] and "Subdivision" in m["topology"]
+    assert "at most one bone per vertex" in m["too_many"]
+    assert "out of range" in m["zero"]
+    assert "no mesh is selected" in m["nothing"]
+    assert "fewer than 2 frames" in m["one_frame"]
+    assert m["operator"] == m["one_frame"].replace("Moving", "Still")
+    assert all("\n" not in text and "Traceback" not in text
+               for text in m.values() if isinstance(text, str))
+    assert r["unchanged"]
+
+
+def test_bake_cancel_leaves_the_scene_unchanged():
+    r = run_in_blender(MODULE, "scenario_cancel")
+    assert r["state"] == "cancelled" and "cancelled" in r["applied"] and r["unchanged"]

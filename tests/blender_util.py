@@ -90,6 +90,25 @@ def run_in_blender(module: str, function: str, *, timeout: float = 300,
     return result["value"]
 
 
+def load_build():
+    """build.py (a script at the repository root, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location("aam_build", REPO / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_extension_zip(out_dir) -> Path:
+    """Run build.py into `out_dir` for this machine's platform only (its zip validated) and
+    return that zip: the one Blender here installs (it refuses a zip for another platform)."""
+    build = load_build()
+    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "--out-dir", str(out_dir),
+                           "--only-platform", build.this_platform()],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return build.built_zip(Path(out_dir))
+
+
 # ------------------------------------------------------------------------------ inside Blender
 # The helpers below run in the child (they import bpy lazily).
 

@@ -14,7 +14,6 @@ here; bpy.ops calls execute, which drives the same controller with the same poll
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_util import REPO, point_set_distance, requires_bpy, run_in_blender
+from blender_util import build_extension_zip, point_set_distance, requires_bpy, run_in_blender
 
 MODULE = "test_blender_addon"
 PACKAGE = "bl_ext.user_default.animateanymesh"
@@ -733,12 +732,7 @@ def scenario_setup_and_download(zip_path: str, python: str, model_dir: str, work
 
 @pytest.fixture(scope="module")
 def extension_zip(tmp_path_factory) -> str:
-    dist = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "--out-dir", str(dist)],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (zip_path,) = dist.glob("animateanymesh-*.zip")
-    return str(zip_path)
+    return str(build_extension_zip(tmp_path_factory.mktemp("dist")))
 
 
 @pytest.fixture(scope="module")

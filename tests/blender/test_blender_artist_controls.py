@@ -377,15 +377,9 @@ def _expected(sent: dict, model_dir, names, **options) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def blender_args(tmp_path_factory, tiny_model_dir) -> dict:
-    import subprocess
+    from blender_util import build_extension_zip
 
-    from blender_util import REPO
-
-    dist = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "--out-dir", str(dist)],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (zip_path,) = dist.glob("animateanymesh-*.zip")
+    zip_path = build_extension_zip(tmp_path_factory.mktemp("dist"))
     # the tiny model with a short schedule of its own (official: 64 grid points), which the
     # Reference preset runs: a reference take then costs what a draft does (runs that set Steps
     # do not use it)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_util import REPO, requires_bpy, run_in_blender
+from blender_util import REPO, build_extension_zip, requires_bpy, run_in_blender
 
 MODULE = "test_blender_cli"
 pytestmark = [pytest.mark.blender, requires_bpy]
@@ -191,11 +191,7 @@ def scenario_install(zip_path: str) -> None:
 def test_runs_from_the_installed_extension_folder(tiny_model_dir, tmp_path):
     """Studios run the installed copy: `python -m animateanymesh.cli` from the extension
     folder; it shares the extension's user folder (models, backend env, logs) with the UI."""
-    dist = tmp_path / "dist"
-    build = subprocess.run([sys.executable, str(REPO / "build.py"), "--out-dir", str(dist)],
-                           capture_output=True, text=True, cwd=REPO)
-    assert build.returncode == 0, build.stdout + build.stderr
-    (zip_path,) = dist.glob("*.zip")
+    zip_path = build_extension_zip(tmp_path / "dist")
     user = tmp_path / "blender_user"
     run_in_blender(MODULE, "scenario_install", zip_path=str(zip_path),
                    env={"BLENDER_USER_RESOURCES": str(user)})

@@ -8,14 +8,13 @@ sinusoids in each object's own vertex order.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blender_util import REPO, evaluated_positions, point_set_distance, requires_bpy, run_in_blender
+from blender_util import (REPO, build_extension_zip, evaluated_positions, point_set_distance,
+                          requires_bpy, run_in_blender)
 
 MODULE = "test_blender_writeback_export"
 pytestmark = [pytest.mark.blender, requires_bpy]
@@ -475,13 +474,8 @@ def test_export_round_trip(fmt, tol, tmp_path):
 
 
 def test_built_zip_installs_and_runs_in_blender(tmp_path):
-    dist = tmp_path / "dist"
-    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "--out-dir", str(dist)],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    zips = list(dist.glob("animateanymesh-*.zip"))
-    assert len(zips) == 1
-    result = run_in_blender(MODULE, "scenario_installed_extension", zip_path=str(zips[0]),
+    zip_path = build_extension_zip(tmp_path / "dist")
+    result = run_in_blender(MODULE, "scenario_installed_extension", zip_path=str(zip_path),
                             out_dir=str(tmp_path),
                             env={"BLENDER_USER_RESOURCES": str(tmp_path / "blender_user")})
     assert result["protocol"] >= 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_util import evaluated_positions, requires_bpy, run_in_blender
+from blender_util import evaluated_positions, point_set_distance, requires_bpy, run_in_blender
 
 MODULE = "test_blender_armature"
 pytestmark = [pytest.mark.blender, requires_bpy]
@@ -296,3 +296,118 @@ def test_bake_refuses_bad_input_with_one_line_and_changes_nothing():
 def test_bake_cancel_leaves_the_scene_unchanged():
     r = run_in_blender(MODULE, "scenario_cancel")
     assert r["state"] == "cancelled" and "cancelled" in r["applied"] and r["unchanged"]
+
+
+# ------------------------------------------------------------------------------ skinned exports
+
+def scenario_export_skin(fmt: str, out_dir: str, bones: int) -> dict:
+    """Bake a tube to an armature, export it, and re-open the file in an empty scene: the
+    re-imported skin must play the baked animation (world space, every frame)."""
+    from pathlib import Path
+
+    import bpy
+
+    from animateanymesh_addon import blender_writeback as bw
+    from animateanymesh_addon import export, targets
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    obj = tube()
+    rest = bw.rest_coordinates(obj).astype(np.float64)
+    frames = bend(rest, frames=12)
+    targets.write_animation(obj, frames, "ARMATURE", targets.WriteSettings(bones=bones))
+    times = list(range(1, 13))
+    baked = [evaluated_positions(obj, t, world=True) for t in times]
+    path = Path(out_dir) / f"skin{export.FORMAT_EXTENSIONS[fmt]}"
+    warnings = export.export_animation([obj], path, fmt)
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    if fmt == "FBX":
+        bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    else:
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    scene = bpy.context.scene
+    arms = [o for o in scene.objects if o.type == "ARMATURE"]
+    # the glTF importer draws bones with a custom-shape mesh of its own: not part of the file
+    shapes = {pb.custom_shape for arm in arms for pb in arm.pose.bones if pb.custom_shape}
+    meshes = [o for o in scene.objects if o.type == "MESH" and o not in shapes]
+    mesh = meshes[0]
+    deform = [m.object.name for m in mesh.modifiers if m.type == "ARMATURE" and m.object]
+    errors = []
+    for t, expected in zip(times, baked):
+        got = evaluated_positions(mesh, t, world=True)
+        errors.append(point_set_distance(got, expected))   # importers split and reorder
+    diag = float(np.linalg.norm(np.ptp(baked[0], axis=0)))
+    return {"warnings": warnings, "armatures": len(arms), "meshes": len(meshes),
+            "bones": len(arms[0].data.bones) if arms else 0, "deformed_by": deform,
+            "groups": len(mesh.vertex_groups), "shape_keys": mesh.data.shape_keys is not None,
+            "max_error": max(errors) / diag, "path": str(path),
+            "baked": [b.tolist() for b in baked]}
+
+
+_UFBX_READER = r"""
+import json, os, sys
+import ufbx
+scene = ufbx.load_file(sys.argv[1])
+(skin,) = scene.skin_deformers
+print(json.dumps({
+    "clusters": len(skin.clusters),
+    "weighted_clusters": sum(1 for c in skin.clusters if c.num_weights > 0),
+    "max_weights_per_vertex": skin.max_weights_per_vertex,
+    "bone_nodes": sum(1 for n in scene.nodes if n.bone is not None),
+    "anim_stacks": len(scene.anim_stacks),
+    "mesh_vertices": [m.num_vertices for m in scene.meshes]}), flush=True)
+os._exit(0)   # ufbx 0.0.5 crashes while tearing its scene down; the answer is out by then
+"""
+
+
+def read_with_ufbx(path: str) -> dict:
+    """What ufbx (an FBX reader that shares no code with Blender) finds in the file."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _UFBX_READER, path], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _check_reimport(r: dict, bones: int) -> None:
+    assert r["armatures"] == 1 and r["meshes"] == 1, r
+    assert r["bones"] == bones + 1 and r["groups"] >= bones - 1, r   # the root has no group
+    assert len(r["deformed_by"]) == 1 and not r["shape_keys"]
+    assert r["max_error"] < 1e-3, r["max_error"]
+
+
+def test_skinned_glb_reopens_as_one_skin_that_plays_the_bake(tmp_path):
+    import json
+    import struct
+    from pathlib import Path
+
+    bones = 6
+    r = run_in_blender(MODULE, "scenario_export_skin", fmt="GLB", out_dir=str(tmp_path), bones=bones)
+    _check_reimport(r, bones)
+    data = Path(r["path"]).read_bytes()
+    length, kind = struct.unpack_from("<I4s", data, 12)
+    assert kind == b"JSON"
+    gltf = json.loads(data[20:20 + length])
+    (skin,) = gltf["skins"]
+    assert len(skin["joints"]) == bones + 1 and "inverseBindMatrices" in skin
+    (animation,) = gltf["animations"]
+    paths = {c["target"]["path"] for c in animation["channels"]}
+    assert {"translation", "rotation", "scale"} <= paths
+    assert all("targets" not in p for m in gltf["meshes"] for p in m["primitives"])  # no morphs
+    weights = [p["attributes"] for m in gltf["meshes"] for p in m["primitives"]]
+    assert all("JOINTS_0" in a and "WEIGHTS_0" in a and "JOINTS_1" not in a for a in weights)
+
+
+def test_skinned_fbx_reopens_in_blender_and_in_ufbx(tmp_path):
+    bones = 6
+    r = run_in_blender(MODULE, "scenario_export_skin", fmt="FBX", out_dir=str(tmp_path), bones=bones)
+    _check_reimport(r, bones)
+    pytest.importorskip("ufbx")   # an independent reader (requirements-dev.txt)
+    got = read_with_ufbx(r["path"])
+    assert got["weighted_clusters"] == bones       # the root is a cluster without weights
+    assert got["clusters"] == got["bone_nodes"] == bones + 1
+    assert got["max_weights_per_vertex"] <= 4 and got["anim_stacks"] >= 1
+    assert got["mesh_vertices"] == [len(r["baked"][0])]

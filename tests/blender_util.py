@@ -158,3 +158,21 @@ def point_set_distance(a, b) -> float:
         d_ab[start:start + 2048] = d.min(1)
         d_ba = np.minimum(d_ba, d.min(0))
     return float(max(d_ab.max(), d_ba.max()))
+
+
+GLTF_VALIDATOR = REPO / "tools" / "gltf_validator"
+
+
+def khronos_gltf_report(path) -> dict:
+    """The Khronos glTF validator's report of a .glb / .gltf (scripts/setup.sh installs it with
+    npm); the test is skipped where node or the validator is missing."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None or not (GLTF_VALIDATOR / "node_modules" / "gltf-validator").is_dir():
+        pytest.skip("the Khronos glTF validator is not installed (scripts/setup.sh installs it "
+                    "with npm)")
+    proc = subprocess.run([node, str(GLTF_VALIDATOR / "validate.js"), str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

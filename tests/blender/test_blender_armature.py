@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_util import evaluated_positions, point_set_distance, requires_bpy, run_in_blender
+from blender_util import (evaluated_positions, khronos_gltf_report, point_set_distance,
+                          requires_bpy, run_in_blender)
 
 MODULE = "test_blender_armature"
 pytestmark = [pytest.mark.blender, requires_bpy]
@@ -399,6 +400,13 @@ def test_skinned_glb_reopens_as_one_skin_that_plays_the_bake(tmp_path):
     assert all("targets" not in p for m in gltf["meshes"] for p in m["primitives"])  # no morphs
     weights = [p["attributes"] for m in gltf["meshes"] for p in m["primitives"]]
     assert all("JOINTS_0" in a and "WEIGHTS_0" in a and "JOINTS_1" not in a for a in weights)
+    report = khronos_gltf_report(r["path"])
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+    assert report["info"]["hasSkins"] and report["info"]["animationCount"] == 1
+    assert report["info"]["maxInfluences"] <= 4
+    # its one warning: the mesh is a child of its armature (Blender's rig layout), which glTF
+    # ignores for a skinned mesh; the joints carry the armature's transform
+    assert {m["code"] for m in report["issues"]["messages"]} <= {"NODE_SKINNED_MESH_NON_ROOT"}
 
 
 def test_skinned_fbx_reopens_in_blender_and_in_ufbx(tmp_path):
@@ -411,3 +419,37 @@ def test_skinned_fbx_reopens_in_blender_and_in_ufbx(tmp_path):
     assert got["clusters"] == got["bone_nodes"] == bones + 1
     assert got["max_weights_per_vertex"] <= 4 and got["anim_stacks"] >= 1
     assert got["mesh_vertices"] == [len(r["baked"][0])]
+
+
+# ------------------------------------------------------------------------------ headless CLI
+
+def test_cli_armature_writes_a_skinned_glb(tiny_model_dir, tmp_path):
+    """`--armature 4`: Animate, then the solve after the backend, then a .glb holding the skin."""
+    from test_blender_cli import FAST, glb_json, run_cli, write_obj
+
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    out = tmp_path / "sheet.glb"
+    proc = run_cli([obj, "--prompt", "a flag waves in the wind", "--out", out,
+                    "--model", tiny_model_dir, *FAST, "--armature", "4"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Skinning" in proc.stderr            # the solve's progress, after the backend's
+    gltf = glb_json(out)
+    (skin,) = gltf["skins"]
+    assert len(skin["joints"]) <= 5 and len(gltf["animations"]) == 1
+    assert all("targets" not in p for m in gltf["meshes"] for p in m["primitives"])
+    report = khronos_gltf_report(out)
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+
+
+def test_cli_armature_refuses_a_conflicting_mode(tiny_model_dir, tmp_path):
+    from test_blender_cli import run_cli, write_obj
+
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    for extra, fragment in ((["--armature", "4", "--mode", "shapekeys"], "give one of them"),
+                            (["--armature", "0"], "use 1 to 256 bones")):
+        proc = run_cli([obj, "--prompt", "waves", "--out", tmp_path / "o.glb",
+                        "--model", tiny_model_dir, *extra], tmp_path, timeout=60)
+        assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

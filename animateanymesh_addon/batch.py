@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .seam import ErrorCode, atomic, codes, limits
+from .skinning import MAX_BONES
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 QUEUE_FORMAT = "animateanymesh-queue"
@@ -38,12 +39,14 @@ LOOP_PROPERTY = "aam_loop"                  # a loop method's name, or off
 MASK_PROPERTY = "aam_mask"                  # a vertex group: only it moves ("": the whole mesh)
 MASK_FALLOFF_PROPERTY = "aam_mask_falloff"  # 0..1 of the mesh's size
 VARIATIONS_PROPERTY = "aam_variations"      # takes side by side, each on a copy
+BONES_PROPERTY = "aam_bones"                # Write: Armature, its deforming bones
 OVERRIDE_PROPERTIES = (THEN_PROPERTY, REPEAT_PROPERTY, LOOP_PROPERTY, MASK_PROPERTY,
-                       MASK_FALLOFF_PROPERTY, VARIATIONS_PROPERTY)
+                       MASK_FALLOFF_PROPERTY, VARIATIONS_PROPERTY, BONES_PROPERTY)
 OVERRIDES_HELP = (f"Other custom properties override the panel per object: {THEN_PROPERTY} (the "
                   f"prompts that follow, one per line; empty: none), {REPEAT_PROPERTY}, "
                   f"{LOOP_PROPERTY} ({', '.join(limits.LOOP_METHODS)} or off), {MASK_PROPERTY} (a "
-                  f"vertex group; empty: no mask), {MASK_FALLOFF_PROPERTY}, {VARIATIONS_PROPERTY}")
+                  f"vertex group; empty: no mask), {MASK_FALLOFF_PROPERTY}, {VARIATIONS_PROPERTY}, "
+                  f"{BONES_PROPERTY} (Write: Armature)")
 _NO_LOOP = ("", "off", "none", "no", "false")
 
 
@@ -69,10 +72,12 @@ class QueueItem:
     mask: str = ""
     mask_falloff: float | None = None
     variations: int = 1
+    bones: int | None = None        # None: the panel's
 
     def settings(self) -> dict:
         return {"chain": list(self.chain), "repeat": self.repeat, "loop": self.loop,
-                "mask": self.mask, "mask_falloff": self.mask_falloff, "variations": self.variations}
+                "mask": self.mask, "mask_falloff": self.mask_falloff, "variations": self.variations,
+                "bones": self.bones}
 
     @classmethod
     def from_dict(cls, data: dict) -> "QueueItem":
@@ -281,6 +286,8 @@ def object_settings(name: str, props, defaults: dict) -> dict:
     if VARIATIONS_PROPERTY in props:
         out["variations"] = _whole(name, VARIATIONS_PROPERTY, props[VARIATIONS_PROPERTY], 1,
                                    limits.MAX_VARIATIONS)
+    if BONES_PROPERTY in props:
+        out["bones"] = _whole(name, BONES_PROPERTY, props[BONES_PROPERTY], 1, MAX_BONES)
     return out
 
 

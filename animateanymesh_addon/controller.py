@@ -567,6 +567,7 @@ class BatchRun:
         self._client_factory = client_factory or session.client
         self._cancel = threading.Event()
         self._cancel_sent = False
+        self.solve = None               # the item's target solve (armature), after its job
 
     @property
     def finished(self) -> bool:
@@ -578,6 +579,8 @@ class BatchRun:
         counts = self.queue.counts()
         settled = counts["done"] + counts["failed"] + counts["cancelled"]
         current = stages.progress_fraction(*self.job.progress) if self.job is not None else 0.0
+        if self.solve is not None:
+            current = 0.9 + 0.1 * self.solve.fraction
         return min((settled + current) / total, 1.0)
 
     @property
@@ -585,8 +588,9 @@ class BatchRun:
         if self.state == "running" and self.item is not None and self.job is not None:
             counts = self.queue.counts()
             position = counts["done"] + counts["failed"] + counts["cancelled"] + 1
-            return (f"Batch {position}/{len(self.queue.items)} '{self.item.object_name}': "
-                    f"{stages.progress_text(*self.job.progress)}")
+            doing = self.solve.text if self.solve is not None else \
+                stages.progress_text(*self.job.progress)
+            return f"Batch {position}/{len(self.queue.items)} '{self.item.object_name}': {doing}"
         if self.state == "error":
             return f"Batch stopped: {self.error[1]}"
         return f"Batch {self.state}"
@@ -613,9 +617,15 @@ class BatchRun:
             self._save()
             if self.job is not None:
                 self.job.cancel()
+            if self.solve is not None:
+                self.solve.cancel()
         if self.job is not None:
             self.job.poll()
             if self.job.state == "running":
+                return False
+            if self.solve is None and self.job.state == "done" and self._start_solve():
+                return False
+            if self.solve is not None and not self.solve.poll():
                 return False
             self._settle()
             if self.finished:
@@ -638,7 +648,9 @@ class BatchRun:
         self._cancel.set()
         if self.job is not None and not self.job.finished:
             self.job.cancel()
-        self.job = None
+        if self.solve is not None:
+            self.solve.cancel()
+        self.job = self.solve = None
         self.queue.interrupted()
         self._save()
         if not self.finished:
@@ -663,17 +675,46 @@ class BatchRun:
             self._item_failed(exc.code, exc.message)
         self._save()
 
+    def _start_solve(self) -> bool:
+        """The item's target solve (a skinning in its own process), started; False if none."""
+        options = self._item_options
+        if options.variations > 1:
+            return False
+        name = self._request.parts[0].name
+        obj = bpy.data.objects.get(name)
+        frames = split_result(self._request, self.job.result_takes()[0]).get(name)
+        if obj is None or frames is None:
+            return False          # _settle reports it
+        try:
+            self.solve = targets.get_target(options.mode).solve_job(
+                obj, clip_for_writing(frames, options), options.write_settings())
+        except wb.WritebackError:
+            return False          # the write's own checks report it
+        if self.solve is None:
+            return False
+        self.solve.start()
+        return True
+
     def _settle(self) -> None:
-        job, item = self.job, self.item
-        self.job = None
+        job, item, solve = self.job, self.item, self.solve
+        self.job = self.solve = None
+        if job.state == "done" and solve is not None and solve.state != "done":
+            if solve.state == "error":
+                self._item_failed(ErrorCode.WRITEBACK, solve.error)
+            else:
+                self.queue.cancel(item, "cancelled while it ran")
+                self.item = None
+            self._save()
+            return
         if job.state == "done":
             try:
                 options = self._item_options
                 takes = [split_result(self._request, take) for take in job.result_takes()]
+                prepared = {self._request.parts[0].name: solve.skin} if solve is not None else None
                 if options.variations > 1:
                     infos = write_variations([self._request], takes, job.seeds, options)
                 else:
-                    infos = write_results(takes[0], options, job.seed)
+                    infos = write_results(takes[0], options, job.seed, prepared)
                 self.warnings += [f"{item.object_name}: {w}"
                                   for w in job.warnings + [w for i in infos for w in i.warnings]]
                 for info in infos:
@@ -709,4 +750,5 @@ def item_options(options: AnimateOptions, item) -> AnimateOptions:
     (resolved from the panel and the object's custom properties when the queue was built)."""
     return replace(options, prompt=item.prompt, chain=tuple(item.chain), repeat=int(item.repeat),
                    loop=item.loop or None, mask_group=item.mask or "",
-                   mask_falloff=item.mask_falloff, variations=int(item.variations or 1))
+                   mask_falloff=item.mask_falloff, variations=int(item.variations or 1),
+                   bones=int(item.bones or options.bones))

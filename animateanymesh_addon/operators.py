@@ -776,7 +776,8 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
             default_prompt = self.prompt if self.properties.is_property_set("prompt") else s.prompt
             defaults = {"chain": list(options.chain), "repeat": options.repeat,
                         "loop": options.loop, "mask": options.mask_group,
-                        "mask_falloff": options.mask_falloff, "variations": options.variations}
+                        "mask_falloff": options.mask_falloff, "variations": options.variations,
+                        "bones": options.bones}
             entries = [(o.name, str(o.get(prop, "") or ""), self._object_settings(o, defaults))
                        for o in meshes]
             queue = batchq.BatchQueue.for_objects(entries, default_prompt,

@@ -453,3 +453,42 @@ def test_cli_armature_refuses_a_conflicting_mode(tiny_model_dir, tmp_path):
                         "--model", tiny_model_dir, *extra], tmp_path, timeout=60)
         assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def scenario_count_bones(path: str) -> dict:
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=path)
+    return {o.name: len(o.data.bones) for o in bpy.data.objects if o.type == "ARMATURE"}
+
+
+def test_cli_collection_bakes_each_object_with_its_own_bone_count(tiny_model_dir, tmp_path):
+    """Animate Collection with Write: Armature; Twin's custom property aam_bones overrides."""
+    import sys
+
+    from test_blender_cli import FAST, run_cli, write_obj
+
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    blend = tmp_path / "props.blend"
+    run_in_blender("test_blender_cli", "scenario_make_blend", path=str(blend), obj_path=str(obj))
+    run_in_blender(MODULE, "scenario_set_property", path=str(blend), name="Twin", prop="aam_bones",
+                   value=2)
+    out = tmp_path / "rigged.blend"
+    proc = run_cli([blend, "--collection", "Props", "--prompt", "a sheet flaps", "--out", out,
+                    "--model", tiny_model_dir, "--python", sys.executable, *FAST, "--armature", "4"],
+                   tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Batch: 2 done, 0 failed" in proc.stdout
+    bones = run_in_blender(MODULE, "scenario_count_bones", path=str(out))
+    # a root each; Dem Bones may use fewer bones than asked (here Sheet: 3 of 4), never more
+    assert set(bones) == {"Sheet Rig", "Twin Rig"}
+    assert bones["Twin Rig"] <= 3 < bones["Sheet Rig"] <= 5, bones
+
+
+def scenario_set_property(path: str, name: str, prop: str, value) -> None:
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=path)
+    bpy.data.objects[name][prop] = value
+    bpy.ops.wm.save_mainfile()

@@ -545,13 +545,14 @@ def test_batch_overrides_are_parsed_with_the_fix():
     from animateanymesh_addon import batch
 
     defaults = {"chain": ["x"], "repeat": 1, "loop": None, "mask": "", "mask_falloff": None,
-                "variations": 1}
+                "variations": 1, "bones": 16}
     assert batch.object_settings("A", {}, defaults) == defaults
     got = batch.object_settings("A", {"aam_then": "jump\n\n  spin \n", "aam_repeat": "2",
                                       "aam_loop": "Crossfade", "aam_mask": " Head ",
-                                      "aam_mask_falloff": 0.25, "aam_variations": 3}, defaults)
+                                      "aam_mask_falloff": 0.25, "aam_variations": 3,
+                                      "aam_bones": "8"}, defaults)
     assert got == {"chain": ["jump", "spin"], "repeat": 2, "loop": "crossfade", "mask": "Head",
-                   "mask_falloff": 0.25, "variations": 3}
+                   "mask_falloff": 0.25, "variations": 3, "bones": 8}
     assert batch.object_settings("A", {"aam_then": "", "aam_loop": "off"}, {**defaults, "loop": "blend"})[
         "chain"] == [] and batch.object_settings("A", {"aam_loop": "off"}, {**defaults, "loop": "blend"})[
         "loop"] is None
@@ -559,7 +560,8 @@ def test_batch_overrides_are_parsed_with_the_fix():
                          ({"aam_variations": 40}, "aam_variations = 40: use a whole number from 1 to 16"),
                          ({"aam_repeat": 0}, "aam_repeat = 0"), ({"aam_repeat": 1.5}, "aam_repeat = 1.5"),
                          ({"aam_mask_falloff": "nan"}, "aam_mask_falloff = 'nan': use a number from 0 to 1"),
-                         ({"aam_then": 3}, "aam_then = 3: make it text")]:
+                         ({"aam_then": 3}, "aam_then = 3: make it text"),
+                         ({"aam_bones": 0}, "aam_bones = 0: use a whole number from 1 to 256")]:
         with pytest.raises(batch.QueueError, match="^'A' has custom property " + words.replace("(", r"\(")):
             batch.object_settings("A", props, defaults)
     # items keep their settings through the queue file, and older files without them still load
@@ -569,6 +571,6 @@ def test_batch_overrides_are_parsed_with_the_fix():
     assert then == [["jump", "spin", "wave", "jump", "spin"], []] and loaded.items[1].variations == 1
     old = queue.to_dict()
     for item in old["items"]:
-        for name in ("chain", "repeat", "loop", "mask", "mask_falloff", "variations"):
+        for name in ("chain", "repeat", "loop", "mask", "mask_falloff", "variations", "bones"):
             del item[name]
     assert batch.BatchQueue.from_dict(old).items[0].settings() == batch.QueueItem("A", "p").settings()

@@ -20,6 +20,7 @@ import numpy as np
 from . import blender_writeback as bw
 from . import skinning, targets
 from . import writeback as wb
+from .controller import AnimateRun
 from .seam import ErrorCode
 from .targets import armature
 
@@ -174,17 +175,7 @@ class BakeRun:
             return True
         return self.poll() if current.state == "done" else False
 
-    def run_blocking(self, on_progress=None, interval: float = 0.05) -> str:
-        import time
-
-        while not self.poll():
-            if on_progress is not None:
-                on_progress(self)
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                self.request_cancel()
-        return self.state
+    run_blocking = AnimateRun.run_blocking
 
     def abandon(self) -> None:
         for item in self.items:

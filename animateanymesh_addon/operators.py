@@ -146,6 +146,12 @@ class _RunOperator:
         session.remember_solvers()  # the backend answered: keep its list for the panel
         return self.finish_run(context, run)
 
+    def cancelled(self, what: str) -> set:
+        message = f"{what} cancelled: the scene is unchanged."
+        session.set_outcome(ErrorCode.CANCELLED, message)
+        self.report({"WARNING"}, message)
+        return {"CANCELLED"}
+
     def refuse(self, code: str, message: str) -> set:
         session.set_outcome(code, message)
         self.report({"ERROR"}, message)
@@ -385,10 +391,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
     def finish_run(self, context, run):
         self._invoked = False  # a redo on this same operator re-writes the kept frames
         if run.state == "cancelled":
-            message = "Animate cancelled: the scene is unchanged."
-            session.set_outcome(ErrorCode.CANCELLED, message)
-            self.report({"WARNING"}, message)
-            return {"CANCELLED"}
+            return self.cancelled("Animate")
         if run.state == "error":
             code, message = run.error
             return self.refuse(code, _with_hint(code, message))
@@ -693,10 +696,7 @@ class ANIMATEANYMESH_OT_bake_armature(_RunOperator, bpy.types.Operator):
 
     def finish_run(self, context, run):
         if run.state == "cancelled":
-            message = "Bake cancelled: the scene is unchanged."
-            session.set_outcome(ErrorCode.CANCELLED, message)
-            self.report({"WARNING"}, message)
-            return {"CANCELLED"}
+            return self.cancelled("Bake")
         if run.state == "error":
             return self.refuse(*run.error)
         try:

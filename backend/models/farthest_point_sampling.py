@@ -1,7 +1,7 @@
 """Choosing which vertices become latent tokens: farthest point sampling on features.
 
 DyMeshVAE picks K vertices by farthest point sampling on their post-neighbour features (not on
-xyz), then fills empty slots (K larger than the vertex count) with random vertices. The official
+xyz; our own models sample positions, which fps_spatial.py does exactly and far faster), then fills empty slots (K larger than the vertex count) with random vertices. The official
 fix-up treats index 0 as empty too, so the start vertex is always replaced by a random one; that
 is reproduced when `replace_index_zero` is set.
 """
@@ -11,6 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .fps_spatial import farthest_points
+
+# Below this many points the plain loop is as fast (measured: benchmarks/fps_bench.py).
+SPATIAL_MIN_POINTS = 4096
 
 
 @torch.no_grad()
@@ -24,6 +29,9 @@ def farthest_point_sampling(features: torch.Tensor, k: int) -> torch.Tensor:
     if n == 0 or k == 0:
         return picked
     x = denormal_safe(features.float().contiguous())
+    if x.shape[1] == 3 and n > SPATIAL_MIN_POINTS and x.device.type == "cpu":
+        # positions (the embedded model): the same picks, pruned to the neighbourhood of each
+        return torch.from_numpy(farthest_points(x.numpy(), k))
     return _fps_loop(x, k, picked)
 
 

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("mesh", type=Path, help=".obj or .npz (vertices, faces)")
     a.add_argument("--prompt", required=True)
     a.add_argument("--model", default="default", help="model directory, or a name: default, official")
+    a.add_argument("--threads", type=int, default=0,
+                   help="torch's CPU threads (0: torch's default, one per core)")
     a.add_argument("--out", type=Path, required=True, help="output .npz (frames, faces, prompt, seed)")
     a.add_argument("--seed", type=int, default=None)
     a.add_argument("--steps", type=int, default=None,
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale the motion, 0 to 2 (default 1: as the model made it)")
     a.add_argument("--quality", choices=list(QUALITY_PRESETS), default=None,
                    help=f"sampling schedule (default {DEFAULT_QUALITY}): "
-                   + "; ".join(f"{k}: {v}" for k, v in QUALITY_PRESETS.items()))
+                   + "; ".join(f"{k}: {v}" for k, v in QUALITY_PRESETS.items()).replace("%", "%%"))
     a.add_argument("--solver", choices=solver_names(), default=None,
                    help="ODE solver, for experts: with --steps it replaces the --quality schedule")
     a.add_argument("--then", action="append", default=[], metavar="PROMPT",
@@ -212,6 +214,10 @@ class ConsoleProgress:
 
 def cmd_animate(args) -> int:
     flush_denormals()
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     import numpy as np
 
     from .mesh import triangulate

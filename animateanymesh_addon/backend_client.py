@@ -212,8 +212,9 @@ class BackendClient:
 
     def __init__(self, python: str, backend_root: str, work_dir: str, log_path: str,
                  env: dict | None = None, heartbeat_timeout: float = 20.0,
-                 start_timeout: float = 120.0, cancel_timeout: float = 15.0):
+                 start_timeout: float = 120.0, cancel_timeout: float = 15.0, threads: int = 0):
         self.python = str(python)
+        self.threads = int(threads)     # the backend's torch threads; 0: torch's default
         self.backend_root = Path(backend_root)
         self.work_dir = Path(work_dir)
         self.log_path = Path(log_path)
@@ -321,6 +322,8 @@ class BackendClient:
     def _spawn(self) -> _Session:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [self.python, "-m", "backend.server", "--parent-pid", str(os.getpid())]
+        if self.threads > 0:
+            command += ["--threads", str(self.threads)]
         kwargs = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # no console window popping up

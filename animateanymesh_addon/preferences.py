@@ -69,6 +69,10 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
         name="Wheelhouse", subtype="DIR_PATH",
         description="Set up offline: install the backend's packages only from this folder of "
                     "wheels (made with `python build.py --wheelhouse DIR` on a machine online)")
+    backend_threads: bpy.props.IntProperty(
+        name="Backend Threads", default=0, min=0, max=256, update=_backend_changed,
+        description="CPU threads the backend's model uses; 0: Auto (all cores but one, at most "
+                    "8). Fewer keep Blender responsive on a busy machine")
     show_advanced: bpy.props.BoolProperty(name="Advanced", default=False)
 
     def draw(self, context):
@@ -127,6 +131,7 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
             col.prop(self, "setup_python")
             col.prop(self, "torch_index_url")
             col.prop(self, "wheelhouse")
+            col.prop(self, "backend_threads")
             col.label(text=f"User data: {session.user_dir()}")
 
 

@@ -425,6 +425,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="model cache folder (default $ANIMATEANYMESH_HOME or ~/.cache/animateanymesh)")
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="exit when this process (the client) is gone")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch's intra-op threads (0: torch's default, one per core)")
     return parser
 
 
@@ -440,6 +442,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_flush_denormal(True)  # denormals slow CPU matmuls by orders of magnitude
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
         from . import pipeline  # noqa: F401 - pay the import cost before the first request
     except Exception as exc:
         log.error("cannot import the backend's libraries:\n%s", traceback.format_exc())
@@ -447,7 +451,8 @@ def run(args: argparse.Namespace) -> int:
             f"the backend's Python environment is broken ({type(exc).__name__}: {exc}); "
             "run Set up backend in the add-on preferences again.")))
         return 1
-    log.info("backend %s ready (torch %s, pid %d)", __version__, torch.__version__, os.getpid())
+    log.info("backend %s ready (torch %s, pid %d, %d threads)", __version__, torch.__version__,
+             os.getpid(), torch.get_num_threads())
     try:
         return server.serve()
     except KeyboardInterrupt:  # only when run by hand in a terminal; the client starts it detached

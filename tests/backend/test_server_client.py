@@ -276,6 +276,16 @@ def test_shutdown_stops_the_process(tmp_path):
     assert "backend stopped: shutdown requested" in c.log_path.read_text()
 
 
+def test_the_thread_count_reaches_the_backends_torch(tmp_path):
+    import torch
+
+    for threads, expected in ((1, 1), (0, torch.get_num_threads())):
+        c = make_client(tmp_path / str(threads), threads=threads)
+        c.start()
+        c.shutdown(timeout=5)
+        assert f"{expected} threads)" in c.log_path.read_text(), c.log_path.read_text()[-500:]
+
+
 # ----------------------------------------------------------------------------- the channel
 
 def test_stdout_is_reserved_for_protocol_lines(tmp_path):

@@ -317,6 +317,10 @@ class BackendClient:
         env.update(extra)
         env["PYTHONPATH"] = os.pathsep.join(paths)
         env["PYTHONIOENCODING"] = "utf-8"
+        # torch's OpenMP threads spin while they wait for each other; with another program on
+        # one of 2 cores that made an Animate 18x slower (23 s against 1.3 s), sleeping threads
+        # kept it at 1.5 s and cost nothing idle (benchmarks/addon_overhead_bench.py).
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         return env
 
     def _spawn(self) -> _Session:

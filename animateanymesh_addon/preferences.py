@@ -71,8 +71,8 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
                     "wheels (made with `python build.py --wheelhouse DIR` on a machine online)")
     backend_threads: bpy.props.IntProperty(
         name="Backend Threads", default=0, min=0, max=256, update=_backend_changed,
-        description="CPU threads the backend's model uses; 0: Auto (all cores but one, at most "
-                    "8). Fewer keep Blender responsive on a busy machine")
+        description="CPU threads the backend's model uses; 0: Auto (one per core). Fewer leave "
+                    "more of the machine to other programs")
     show_advanced: bpy.props.BoolProperty(name="Advanced", default=False)
 
     def draw(self, context):

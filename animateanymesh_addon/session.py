@@ -12,7 +12,6 @@ bpy is imported inside the functions, so this module loads anywhere.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +108,7 @@ class BackendSettings:
     setup_python: str = ""
     torch_index_url: str = ""
     wheelhouse: str = ""
-    backend_threads: int = 0     # 0: Auto (AUTO_THREADS)
+    backend_threads: int = 0     # 0: Auto, torch's default
 
 
 def online_access() -> bool:
@@ -163,13 +162,6 @@ def setup_env_state() -> str:
 
 # ----------------------------------------------------------------------------- the client
 
-def auto_threads() -> int:
-    """Backend threads when the preference says Auto: one core left to Blender and the rest of
-    the machine, at most 8 (benchmarks/addon_overhead_bench.py: on 2 cores 1 thread was as fast
-    idle and far steadier loaded; more threads stop paying beyond the flow's matmuls)."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
 def client(settings: BackendSettings | None = None):
     """The shared BackendClient, created on first use and again when the interpreter or the
     backend folder changes. Raises BackendError("backend_not_set_up", ...) with the fix."""
@@ -182,7 +174,7 @@ def client(settings: BackendSettings | None = None):
         raise BackendError("backend_not_set_up", str(exc)) from None
     root = backend_root(settings.backend_folder)
     home = user_dir()
-    threads = settings.backend_threads or auto_threads()
+    threads = settings.backend_threads   # 0 (Auto): torch's own default, one per core
     key = (python, str(root), str(home), threads)
     current = _state["client"]
     if current is not None and _state["client_key"] == key:

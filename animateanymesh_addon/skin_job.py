@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from . import skinning
-from .session import auto_threads
 
 WORKER = Path(__file__).with_name("skin_worker.py")
 
@@ -34,11 +33,10 @@ def child_environment() -> dict:
     # site-packages (where Blender installed the solver's wheel).
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env["PYTHONNOUSERSITE"] = "1"
-    # Dem Bones runs on OpenMP. Its threads spin while they wait, and on a machine busy with
-    # something else two of them took 67 s where one took 2 s (benchmarks/armature_bench.py):
-    # a core stays free for Blender, and waiting threads sleep.
-    env["OMP_NUM_THREADS"] = str(auto_threads())
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    # Dem Bones runs on OpenMP, whose threads spin while they wait: on a machine busy with
+    # something else two of them once took 67 s where one took 2 s (benchmarks/armature_bench.py).
+    # Waiting threads sleep instead, as the backend's do (backend_client).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 

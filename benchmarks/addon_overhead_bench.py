@@ -12,7 +12,9 @@ writing the request and reading the result files, the pipes, and writing the sha
 
 --load adds a busy process on one core for the whole run (an artist's machine doing something
 else), to see how each thread count copes with a shared CPU. The table says the best thread
-count of this run; the preference Backend Threads (0: Auto) takes the number.
+count of this run; the preference Backend Threads (0: Auto) takes the number. The add-on starts
+the backend with OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise: set it to
+ACTIVE before running this to see what spinning OpenMP threads cost on a loaded machine.
 """
 
 from __future__ import annotations

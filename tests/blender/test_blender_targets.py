@@ -99,8 +99,8 @@ def scenario_a_new_target_module(work: str) -> dict:
 @requires_bpy
 def test_a_target_module_dropped_into_targets_reaches_every_surface(tmp_path):
     r = run_in_blender(MODULE, "scenario_a_new_target_module", work=str(tmp_path))
-    assert r["menu"] == r["operator"] == ["SHAPE_KEYS", "POINT_CACHE", "TOY_FRAMES"]
-    assert r["cli"] == ["pointcache", "shapekeys", "toyframes"]
+    assert r["menu"] == r["operator"] == ["SHAPE_KEYS", "POINT_CACHE", "ARMATURE", "TOY_FRAMES"]
+    assert r["cli"] == ["armature", "pointcache", "shapekeys", "toyframes"]
     assert r["info"] == ["TOY_FRAMES", 5, 3.0] and r["read_back_error"] == 0.0
     assert r["summary"] == "toy frames"
     assert r["removed"] and not r["left"] and r["record"] is None

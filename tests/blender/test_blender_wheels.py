@@ -167,8 +167,9 @@ def scenario_install_offline(zip_path: str, foreign_zip: str) -> dict:
     }
 
 
-def scenario_after_restart() -> dict:
-    """A new Blender on the same user folder, nothing hidden: Blender's own sys.path order."""
+def scenario_after_restart(out_dir: str) -> dict:
+    """A new Blender on the same user folder, nothing hidden: Blender's own sys.path order.
+    Then the installed extension bakes an animation to an armature and exports it."""
     import site
 
     import bpy
@@ -179,9 +180,26 @@ def scenario_after_restart() -> dict:
     site_packages = str(_site_packages())
     own = site.getsitepackages()
     order = [p for p in sys.path if p == site_packages or p in own]
+
+    from test_blender_armature import _artist_animated_tube
+
+    obj = _artist_animated_tube("Theirs")
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o == obj)
+    bpy.context.view_layer.objects.active = obj
+    baked_with = bpy.ops.animateanymesh.bake_armature(bones=4)
+    baked = bpy.data.objects["Theirs Baked"]
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o == baked)
+    exports = {}
+    for fmt, ext in (("FBX", ".fbx"), ("GLB", ".glb")):
+        path = str(Path(out_dir) / f"baked{ext}")
+        exports[fmt] = [sorted(bpy.ops.animateanymesh.export_animation(filepath=path,
+                                                                        file_format=fmt)), path]
     return {"enabled": PACKAGE in bpy.context.preferences.addons.keys(), "order": order,
             "site_packages": site_packages, "module": py_dem_bones.__file__,
-            "solve": _tiny_solve()}
+            "solve": _tiny_solve(), "baked": sorted(baked_with), "exports": exports,
+            "rig_bones": len(bpy.data.objects["Theirs Baked Rig"].data.bones)}
 
 
 # ============================================================================ tests
@@ -264,6 +282,19 @@ def test_blender_installs_this_machines_zip_offline_and_the_solver_runs(dist, bu
 
     # the next start: Blender puts the extensions' site-packages before Python's own, so the
     # bundled copy wins even over the venv's
-    again = run_in_blender(MODULE, "scenario_after_restart", env=env)
+    again = run_in_blender(MODULE, "scenario_after_restart", out_dir=str(tmp_path), env=env)
     assert again["enabled"] and again["order"][0] == str(site_packages), again["order"]
     assert again["module"] == r["module"] and again["solve"]["halves_split"]
+
+    # the installed extension bakes (its solver child finds the bundled wheel) and exports the
+    # skin; independent readers re-open both files
+    assert again["baked"] == ["FINISHED"] and again["rig_bones"] >= 2, again
+    assert all(result == ["FINISHED"] for result, _ in again["exports"].values()), again["exports"]
+    from test_blender_armature import read_with_ufbx
+
+    from blender_util import khronos_gltf_report
+
+    fbx = read_with_ufbx(again["exports"]["FBX"][1])
+    assert fbx["weighted_clusters"] == again["rig_bones"] - 1 and fbx["anim_stacks"] >= 1
+    report = khronos_gltf_report(again["exports"]["GLB"][1])
+    assert report["issues"]["numErrors"] == 0 and report["info"]["hasSkins"]

@@ -170,7 +170,61 @@ def top_influences(weights: np.ndarray, k: int = MAX_INFLUENCES) -> tuple[np.nda
     return index, weight.astype(np.float32)
 
 
-TRIAL_ITERATIONS = 3      # iterations each root candidate gets before the better one goes on
+TRIAL_ITERATIONS = 3      # iterations each candidate start gets before the best one goes on
+CLUSTER_ROUNDS = 10       # rounds of fit-and-reassign in cluster_start()
+
+
+def rigid_fit(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(T, 4, 4): per frame, the rotation and translation that best carry `points` (M, 3) onto
+    `targets` (T, M, 3) in least squares (Kabsch)."""
+    pc = points.mean(axis=0)
+    qc = targets.mean(axis=1)
+    h = np.einsum("mi,tmj->tij", points - pc, targets - qc[:, None])
+    u, _, vt = np.linalg.svd(h)
+    flip = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))
+    d = np.tile(np.eye(3), (len(h), 1, 1))
+    d[:, 2, 2] = flip
+    rot = np.swapaxes(vt, 1, 2) @ d @ np.swapaxes(u, 1, 2)
+    out = np.tile(np.eye(4), (len(h), 1, 1))
+    out[:, :3, :3] = rot
+    out[:, :3, 3] = qc - np.einsum("tij,j->ti", rot, pc)
+    return out
+
+
+def cluster_start(u: np.ndarray, local: np.ndarray, bones: int,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A start for Dem Bones with every bone in use: (labels (N,), transforms (T, B, 4, 4)).
+
+    Dem Bones' own start splits clusters only while a split pays, and on articulated bodies it
+    can stop at 3-5 bones whatever was asked (a quadruped's lower legs then bend with their
+    thighs). Here vertices are grouped by their trajectories (k-means++), then each group gets
+    its best rigid motion and each vertex the group whose motion carries it best, a few rounds.
+    """
+    n, t = len(u), len(local)
+    rng = np.random.default_rng(seed)
+    track = np.concatenate([u[:, None], np.swapaxes(local, 0, 1)], axis=1).reshape(n, -1)
+    centres = [track[rng.integers(n)]]
+    gap = ((track - centres[0]) ** 2).sum(axis=1)
+    for _ in range(bones - 1):
+        pick = rng.choice(n, p=gap / gap.sum()) if gap.sum() > 0 else rng.integers(n)
+        centres.append(track[pick])
+        gap = np.minimum(gap, ((track - track[pick]) ** 2).sum(axis=1))
+    label = np.argmin(np.stack([((track - c) ** 2).sum(axis=1) for c in centres]), axis=0)
+    transforms = np.tile(np.eye(4), (t, bones, 1, 1))
+    for _ in range(CLUSTER_ROUNDS):
+        for b in range(bones):
+            members = np.nonzero(label == b)[0]
+            if len(members) >= 3:
+                transforms[:, b] = rigid_fit(u[members], local[:, members])
+        error = np.zeros((bones, n))
+        for f in range(t):
+            error += ((apply(transforms[f], u[None]) - local[f][None]) ** 2).sum(axis=-1)
+        new = np.argmin(error, axis=0)
+        if np.array_equal(new, label):
+            break
+        label = new
+    used = np.unique(label)
+    return np.searchsorted(used, label), transforms[:, used]
 
 
 def solve(rest, frames, polygons, bones: int = DEFAULT_BONES, *,
@@ -181,7 +235,9 @@ def solve(rest, frames, polygons, bones: int = DEFAULT_BONES, *,
 
     Two roots are tried for a few iterations, a still one and the fitted per-axis scale: scaling
     explains growing or squashing bodies, but on a flapping bird it would be a false scale that
-    rigid bones then cannot undo. The better one, measured on the real frames, goes on.
+    rigid bones then cannot undo. When Dem Bones' own start keeps fewer bones than asked, a
+    start that keeps them (cluster_start) is tried too. The best, measured on the real frames,
+    goes on.
     progress(done, total, rmse) is called after every iteration; cancelled() is asked before
     each: True stops the solve and returns None. Dem Bones may use fewer bones than asked when
     the motion has fewer distinct parts.
@@ -200,7 +256,7 @@ def solve(rest, frames, polygons, bones: int = DEFAULT_BONES, *,
     roots = [still]
     if np.abs(fitted[:, :3, :3] - np.eye(3)).max() > 1e-4:
         roots.append(fitted)
-    trial = min(TRIAL_ITERATIONS, iterations) if len(roots) > 1 else 0
+    trial = min(TRIAL_ITERATIONS, iterations)
     total = trial * len(roots) + iterations - trial
     done = 0
     dem_bones = load_dem_bones()
@@ -220,13 +276,19 @@ def solve(rest, frames, polygons, bones: int = DEFAULT_BONES, *,
     for root in roots:
         if cancelled is not None and cancelled():
             return None
-        dem = _dem_bones_for(dem_bones, rest[first], apply(np.linalg.inv(root), frames)[:, first],
-                             faces, min(bones, len(first)), influences)
-        rmse = [float("inf")]
-        for _ in range(trial):
-            if not step(dem, rmse):
-                return None
-        candidates.append((dem, root, rmse))
+        u, local = rest[first], apply(np.linalg.inv(root), frames)[:, first]
+        wanted = min(bones, len(first))
+        starts = [_dem_bones_for(dem_bones, u, local, faces, wanted, influences)]
+        if starts[0].nB < wanted:      # its own start gave up bones: try one that keeps them
+            total += trial
+            starts.append(_dem_bones_for(dem_bones, u, local, faces, wanted, influences,
+                                         start=cluster_start(u, local, wanted)))
+        for dem in starts:
+            rmse = [float("inf")]
+            for _ in range(trial):
+                if not step(dem, rmse):
+                    return None
+            candidates.append((dem, root, rmse))
     if len(candidates) > 1:
         errors = [error_stats(_read(dem, root, rest, inverse, influences).deform(), frames,
                               rest)["mean"] for dem, root, _ in candidates]
@@ -240,8 +302,12 @@ def solve(rest, frames, polygons, bones: int = DEFAULT_BONES, *,
     return skin
 
 
-def _dem_bones_for(module, u, local, faces, bones, influences):
+def _dem_bones_for(module, u, local, faces, bones, influences, start=None):
+    """A Dem Bones solver for the (welded) rest `u` and the root-frame `local` frames, started
+    by its own clustering or from `start` (cluster_start's labels and transforms)."""
     n, t = len(u), len(local)
+    if start is not None:
+        bones = start[1].shape[1]
     dem = module.DemBones()
     dem.nV, dem.nF, dem.nS, dem.nB = n, t, 1, bones
     dem.nnz = int(min(influences, bones))
@@ -255,7 +321,14 @@ def _dem_bones_for(module, u, local, faces, bones, influences):
     dem.u = np.ascontiguousarray(u.T)
     dem.v = np.ascontiguousarray(local.transpose(0, 2, 1).reshape(3 * t, n))
     dem.fv = faces
-    dem.init()
+    if start is None:
+        dem.init()
+        return dem
+    labels, transforms = start
+    weights = np.zeros((bones, n))
+    weights[labels, np.arange(n)] = 1.0
+    dem.set_weights(weights)
+    dem.m = np.ascontiguousarray(transforms.transpose(0, 2, 1, 3).reshape(4 * t, 4 * bones))
     return dem
 
 

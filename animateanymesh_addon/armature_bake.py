@@ -187,15 +187,15 @@ class BakeRun:
         """Write every rig (the operator's last step, inside its undo step)."""
         if self.state != "done":
             raise BakeError(ErrorCode.NO_RESULT, f"nothing to write: the bake is {self.state}.")
-        targets_ = []
+        ready = []
         for name, frames, timeline, interpolation, ours, job in self.items:
             obj = bpy.data.objects.get(name)
             if obj is None:
                 raise BakeError(ErrorCode.OBJECT_GONE, f"'{name}' was deleted or renamed while it "
                                 "was being baked: bake it again.")
-            targets_.append((obj, frames, timeline, interpolation, ours, job.skin))
+            ready.append((obj, frames, timeline, interpolation, ours, job.result))
         infos = []
-        for obj, frames, timeline, interpolation, ours, skin in targets_:
+        for obj, frames, timeline, interpolation, ours, skin in ready:
             record = bw.animation_info(obj) or {}
             onto = obj if ours and not self.keep else make_copy(obj)
             settings = targets.WriteSettings(timeline.frame_start, timeline.frame_step,

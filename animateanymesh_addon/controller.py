@@ -310,9 +310,8 @@ def write_results(frames_by_name: dict, options: AnimateOptions, seed: int | Non
     infos = []
     for obj, f in checked:
         try:
-            made = (prepared or {}).get(obj.name)
-            infos.append(target.write(obj, f, settings) if made is None
-                         else target.write(obj, f, settings, made))
+            infos.append(targets.write_prepared(target, obj, f, settings,
+                                                (prepared or {}).get(obj.name)))
         except wb.WritebackError as exc:  # checked above; a disk error for a file remains
             raise AnimateError(ErrorCode.WRITEBACK, str(exc)) from None
         after_write(obj, infos[-1], options, seed)
@@ -388,8 +387,7 @@ class AnimateRun:
             else (self.index + current) / len(self.requests)
 
     def _solves_after(self) -> bool:
-        return self.options.variations == 1 and \
-            type(targets.get_target(self.options.mode)).solve_job is not targets.Target.solve_job
+        return self.options.variations == 1 and targets.get_target(self.options.mode).solves
 
     @property
     def text(self) -> str:
@@ -506,14 +504,14 @@ class AnimateRun:
         if pending:
             pending[0].start()
             return False
-        self.prepared = {name: job.skin for name, job in self.solves}
+        self.prepared = {name: job.result for name, job in self.solves}
         self.state = "done"
         return True
 
     def abandon(self) -> None:
         """Stop now, without waiting for the backend's answer (the file is being closed, or
         Blender ended the modal operator): the job is told to cancel, nothing is written."""
-        for _, job in getattr(self, "solves", []):
+        for _, job in self.solves:
             job.cancel()
         self._cancel.set()
         if self.job is not None and not self.job.finished:
@@ -710,7 +708,7 @@ class BatchRun:
             try:
                 options = self._item_options
                 takes = [split_result(self._request, take) for take in job.result_takes()]
-                prepared = {self._request.parts[0].name: solve.skin} if solve is not None else None
+                prepared = {self._request.parts[0].name: solve.result} if solve is not None else None
                 if options.variations > 1:
                     infos = write_variations([self._request], takes, job.seeds, options)
                 else:

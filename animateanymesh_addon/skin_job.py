@@ -87,6 +87,11 @@ class SkinJob:
                 self._stderr = (self._stderr + line)[-4000:]
 
     @property
+    def result(self) -> skinning.Skin | None:
+        """What a write needs (targets.Target.solve_job): the solved skin, once done."""
+        return self.skin
+
+    @property
     def finished(self) -> bool:
         return self.state in ("done", "error", "cancelled")
 

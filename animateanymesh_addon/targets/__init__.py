@@ -14,9 +14,9 @@ A target knows how to
     export_companions  other objects an export must take along (the armature of a skin)
     export_fallback make the animation visible to an exporter that cannot carry this target
                     (for the duration of the export), and say which modifiers are its own
-    solve_job       (optional) heavy work for `write`, run outside Blender's interface first: a
-                    job that callers poll (state, fraction, text, cancel) and whose result they
-                    hand to write(..., prepared=job.result)
+    solve_job       (optional, with solves = True) heavy work for `write`, run outside Blender's
+                    interface first: a job that callers start and poll (state, fraction, text,
+                    cancel) and whose `result` they hand to write(..., prepared=job.result)
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Target:
     summary = ""        # "<object>: 16 frames as <summary>"
     order = 100         # position in menus
     keeps_files = False  # writes files beside the scene (WriteSettings.cache_dir)
+    solves = False       # offers solve_job: heavy work that runs before write
 
     def check_settings(self, settings: WriteSettings) -> None:
         settings.timeline  # noqa: B018 - validates start and step
@@ -143,6 +144,12 @@ def write_animation(obj, frames, target_name: str, settings: WriteSettings,
     target = get_target(target_name)
     target.check_settings(settings)
     target.check(obj, settings)
+    return write_prepared(target, obj, frames, settings, prepared)
+
+
+def write_prepared(target: Target, obj, frames, settings: WriteSettings,
+                   prepared=None) -> bw.WritebackInfo:
+    """target.write, handing over what its solve_job made when there is something."""
     if prepared is None:   # targets that need no solve keep the three-argument write
         return target.write(obj, frames, settings)
     return target.write(obj, frames, settings, prepared)

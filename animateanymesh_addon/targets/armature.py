@@ -288,6 +288,7 @@ class Armature(Target):
                    "for game engines, FBX and glTF skins")
     summary = "an armature"
     order = 20
+    solves = True
 
     def check_settings(self, settings: WriteSettings) -> None:
         super().check_settings(settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +21,9 @@ from .solvers import solver_names
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Spinning OpenMP threads made a 2-thread run 18x slower beside one other busy process
+    # (README, Performance); sleeping ones cost ~nothing idle. Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -80,6 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cache", default=None, help="model cache folder (default ~/.cache/animateanymesh)")
     a.add_argument("--preview", type=Path, default=None, help="also write a contact sheet of the frames (PNG)")
     a.set_defaults(run=cmd_animate)
+
+    bt = sub.add_parser("batch", help="animate every job of a JOBS.jsonl file, here or on a Ray cluster",
+                        description="Run the animate jobs of JOBS.jsonl: one JSON object per line with "
+                        "mesh, prompt and out, plus any animate option under its own name (seed, "
+                        "quality, then as a list, num_traj ...). A status file beside it records every "
+                        "job; running again skips the jobs that are done.")
+    bt.add_argument("jobs", type=Path, help="the jobs file (.jsonl)")
+    bt.add_argument("--model", default="default", help="model directory, or a name: default, official")
+    bt.add_argument("--cache", default=None, help="model cache folder (default ~/.cache/animateanymesh)")
+    bt.add_argument("--device", default="auto", help="auto, cpu, cuda ... (on Ray: auto uses a GPU "
+                    "per worker when the cluster has them)")
+    bt.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    bt.add_argument("--threads", type=int, default=0,
+                    help="torch's CPU threads per worker (0: here torch's default; on Ray the "
+                    "worker's CPUs)")
+    bt.add_argument("--attempts", type=int, default=2,
+                    help="tries per job when a worker dies or fails inside (default 2)")
+    bt.add_argument("--status", type=Path, default=None,
+                    help="the status file (default: JOBS.status.json beside the jobs file)")
+    bt.add_argument("--redo", action="store_true", help="run every job again, even those done")
+    bt.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="run on Ray (an optional extra: pip install -r requirements-ray.txt); "
+                    "without ADDRESS a Ray on this machine is started, 'auto' joins its running "
+                    "cluster, ray://HOST:10001 a remote one")
+    bt.add_argument("--workers", type=int, default=0,
+                    help="Ray workers, each with one warm model (0: one per GPU, else one per "
+                    "--cpus-per-worker CPUs of the cluster)")
+    bt.add_argument("--cpus-per-worker", type=int, default=1)
+    bt.add_argument("--events", action="store_true",
+                    help="also print each event as one JSON object per line on stdout (for programs)")
+    bt.set_defaults(run=cmd_batch)
 
     i = sub.add_parser("import-official", help="convert an official checkpoint folder to a model directory")
     i.add_argument("src", type=Path, help="folder holding checkpoints/ (or checkpoints/ itself)")
@@ -223,6 +258,7 @@ def cmd_animate(args) -> int:
     from .mesh import triangulate
     from .mesh_io import load_mesh, load_weights
     from .model_manager import resolve_model
+    from .batch_run import write_takes
     from .pipeline import animate
 
     if args.out.suffix.lower() != ".npz":
@@ -249,26 +285,47 @@ def cmd_animate(args) -> int:
                      progress=ConsoleProgress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    triangles = triangulate(faces)
-    several = len(result.seeds) > 1
-    for number, (clip, seed) in enumerate(zip(result.takes, result.seeds), start=1):
-        out = args.out.with_name(f"{args.out.stem}_{number}{args.out.suffix}") if several else args.out
-        try:
-            save_npz_atomically(out, compress=True, frames=clip, faces=triangles,
-                                prompt=np.array(args.prompt), then=np.array(then, dtype=str),
-                                loop=np.array(args.loop or ""), seed=np.array(seed, dtype=np.int64))
-        except OSError as exc:
-            raise UserError(f"could not write {out} ({exc.strerror or exc}); an earlier file there is "
-                            "left as it was. Free some space or choose another path.") from None
-        print(f"wrote {out}: {clip.shape[0]} frames x {clip.shape[1]} vertices, seed {seed}"
+    written = write_takes(args.out, result.takes, result.seeds, faces, args.prompt, then, args.loop)
+    for path, clip, seed in zip(written, result.takes, result.seeds):
+        print(f"wrote {path}: {clip.shape[0]} frames x {clip.shape[1]} vertices, seed {seed}"
               + (", loops" if args.loop else ""))
     if args.preview:
         from .contact_sheet import contact_sheet, takes_sheet
 
-        sheet = (takes_sheet(result.takes, triangles, args.preview, result.seeds) if several
+        triangles = triangulate(faces)
+        sheet = (takes_sheet(result.takes, triangles, args.preview, result.seeds) if len(written) > 1
                  else contact_sheet(result.frames, triangles, args.preview))
         print(f"wrote {sheet}")
     return 0
+
+
+def cmd_batch(args) -> int:
+    from .batch_jobs import BatchStatus, read_jobs
+    from .batch_run import BatchSettings, Reporter, run_batch
+
+    for option, value in (("--attempts", args.attempts), ("--cpus-per-worker", args.cpus_per_worker)):
+        if value < 1:
+            raise UserError(f"{option} must be at least 1 (got {value}).")
+    if args.workers < 0 or args.threads < 0:
+        raise UserError("--workers and --threads take 0 (automatic) or a positive count.")
+    jobs = read_jobs(args.jobs)
+    status_path = args.status or args.jobs.with_name(f"{args.jobs.stem}.status.json")
+    check_writable(status_path, "--status")
+    status = BatchStatus.resume(jobs, status_path, args.attempts, redo=args.redo)
+    skipped = len(jobs) - len(status.pending())
+    if skipped:
+        print(f"{skipped} of {len(jobs)} jobs were done by an earlier run (their outputs are there); "
+              "--redo runs them again.", file=sys.stderr)
+    settings = BatchSettings(model=args.model, cache=args.cache, device=args.device,
+                             precision=args.precision, threads=args.threads,
+                             max_attempts=args.attempts)
+    report = Reporter(len(status.pending()), json_lines=args.events)
+    counts = run_batch(jobs, status, settings, report, ray_address=args.ray or None,
+                       use_ray=args.ray is not None, workers=args.workers,
+                       cpus_per_worker=args.cpus_per_worker)
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    print(f"batch finished: {summary}; status in {status_path}", file=sys.stderr)
+    return 0 if counts["failed"] == 0 and counts["cancelled"] == 0 else 1
 
 
 def check_writable(path: Path, option: str) -> None:

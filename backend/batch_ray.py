@@ -27,6 +27,8 @@ WAIT_S = 0.5
 
 
 def import_ray():
+    # Ray's C++ core logs its connection retries on stderr; the error that follows says it all
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         import ray
     except ImportError:
@@ -68,6 +70,8 @@ def start_ray(ray, address: str | None) -> bool:
     else:
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {"env_vars": {"PYTHONPATH": path, "OMP_WAIT_POLICY": "PASSIVE"}}
+    if address:
+        check_reachable(address)
     try:
         ray.init(address=address or None, runtime_env=env, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR",
@@ -75,9 +79,28 @@ def start_ray(ray, address: str | None) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot reach the Ray cluster at {address} ({first}); check the address "
-                        "(ray://HOST:10001 or HOST:6379, 'auto' for this machine's running cluster) "
-                        "or leave it out to start Ray here.") from None
+                        "(ray://HOST:10001 or HOST:6379, 'auto' for this machine's running cluster); a "
+                        "cluster with token authentication (Ray's default since 2.59) needs "
+                        "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) "
+                        "here too. Without an address, Ray starts on this machine.") from None
     return not address
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) that does not answer fails in seconds, with the fix; Ray
+    itself retries for minutes before it gives up."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"the Ray address {address!r} is not HOST:PORT; use HOST:6379, "
+                        "ray://HOST:10001 or auto.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check "
+                        "that it runs (ray status on its head node) and that this machine may "
+                        "connect to that port, or leave the address out to start Ray here.") from None
 
 
 def worker_shape(ray, settings: BatchSettings, workers: int, cpus_per_worker: int,

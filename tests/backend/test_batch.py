@@ -154,15 +154,40 @@ def test_ray_missing_or_unreachable_is_one_line(mesh_folder, tiny_model_dir, mon
     status = json.loads((mesh_folder / "jobs.status.json").read_text()) \
         if (mesh_folder / "jobs.status.json").exists() else {"jobs": [{"state": "queued"}]}
     assert all(job["state"] == "queued" for job in status["jobs"])
+    monkeypatch.delitem(sys.modules, "ray")
+    for address, says in (("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+                          ("nowhere", "is not HOST:PORT")):
+        assert backend_main(["batch", str(jobs), "--model", str(tiny_model_dir), "--ray", address]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
 
 
-def test_ray_batch_from_the_command_line_prints_json_events(mesh_folder, tiny_model_dir):
+HEAD = """
+import sys, ray
+context = ray.init(num_cpus=1, include_dashboard=False)
+print(context.address_info["gcs_address"], flush=True)
+sys.stdin.read()          # the cluster lives until the test closes our stdin
+ray.shutdown()
+"""
+
+
+def test_ray_batch_joins_a_running_cluster_from_the_command_line(mesh_folder, tiny_model_dir):
+    """The remote path: the backend's code travels to the workers (py_modules), events as JSON."""
     jobs = write_jobs(mesh_folder, [{"mesh": "grid.obj", "prompt": "a flag waves", "out": f"{i}.npz",
                                      "steps": 2, "seed": i} for i in range(2)])
-    run = subprocess.run([sys.executable, "-m", "backend", "batch", str(jobs), "--model",
-                          str(tiny_model_dir), "--ray", "--workers", "1", "--events"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": ""}   # Ray's default auth
+    head = subprocess.Popen([sys.executable, "-c", HEAD], cwd=mesh_folder, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the head did not start"
+        run = subprocess.run([sys.executable, "-m", "backend", "batch", str(jobs), "--model",
+                              str(tiny_model_dir), "--ray", address, "--events"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        head.stdin.close()
+        head.wait(timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     events = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [e["job"] for e in events if e["event"] == "done"] == ["0", "1"]
+    assert sorted(e["job"] for e in events if e["event"] == "done") == ["0", "1"]
     assert "batch finished: 2 done" in run.stderr

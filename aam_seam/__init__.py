@@ -10,5 +10,6 @@ standard library and numpy only: no torch (Blender has none) and no bpy (the bac
     stages     the stage names of a job and how they map onto one progress bar
     atomic     files written whole or not at all (both halves write results)
     arrays     the request mesh and result `.npz` files
+    batch      the jobs file and event lines of `python -m backend batch`
     shards     the dataset shard format (training data), written by the backend and by Blender
 """

@@ -307,7 +307,7 @@ class BackendClient:
 
     # ---- internals
 
-    def _child_env(self) -> dict:
+    def child_env(self) -> dict:
         env = dict(os.environ)
         # Blender's own interpreter settings must not leak into another Python installation.
         for name in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE"):
@@ -338,7 +338,7 @@ class BackendClient:
                            f"{' '.join(command)}\n".encode())
             log_file.flush()
             try:
-                proc = subprocess.Popen(command, cwd=self.backend_root, env=self._child_env(),
+                proc = subprocess.Popen(command, cwd=self.backend_root, env=self.child_env(),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
                                         **kwargs)
             except OSError as exc:

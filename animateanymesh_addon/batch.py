@@ -151,9 +151,10 @@ class BatchQueue:
         item.seed, item.seconds = seed, seconds
         self._set(item, "done")
 
-    def fail(self, item: QueueItem, code: str, message: str) -> bool:
-        """Record a failure. Returns True when the item went back to the queue for another try."""
-        if code in codes.RETRYABLE and item.attempts < self.max_attempts:
+    def fail(self, item: QueueItem, code: str, message: str, retry: bool = True) -> bool:
+        """Record a failure. Returns True when the item went back to the queue for another try
+        (`retry` False: the runner already spent the attempts, as a Ray batch does)."""
+        if retry and code in codes.RETRYABLE and item.attempts < self.max_attempts:
             self._set(item, "queued", code, f"attempt {item.attempts} failed ({message}); retrying")
             return True
         self._set(item, "failed", code, message)

@@ -8,7 +8,7 @@
         [--variations K] [--frames N | --seconds S] [--strength X] [--set-range]
         [--mode TARGET | --armature [BONES]] [--frame-start F] [--frame-step S] [--no-keep-rest]
         [--separately] [--preview PNG [--preview-size PX] [--preview-columns C]
-        [--preview-frames N]] [--python BACKEND_PYTHON]
+        [--preview-frames N]] [--python BACKEND_PYTHON] [--ray [ADDRESS] [--ray-workers W]]
 
 Run it with the Python that has the `bpy` module (the bpy wheel), from the repository root or
 from the folder the extension is installed in (then the package is `animateanymesh`). It drives
@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--preview-frames", type=int, default=0, help="at most this many tiles (0: all)")
     a.add_argument("--python", default="", help="the backend's Python (default: Auto, as in the "
                    "add-on preferences)")
+    a.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="with --collection: run the objects on a Ray cluster at once (empty: Ray "
+                   "starts on this machine; HOST:6379, ray://HOST:10001 or auto)")
+    a.add_argument("--ray-workers", type=int, default=0, help="Ray workers (0: automatic)")
     return p
 
 
@@ -149,6 +153,11 @@ def check_args(args) -> None:
         raise UsageError("--preview-size must be >= 16, --preview-columns >= 1, --preview-frames >= 0.")
     if args.python and not Path(args.python).is_file():
         raise UsageError(f"--python {args.python} does not exist.")
+    if args.ray is not None and not args.collection:
+        raise UsageError("--ray runs a batch: give it --collection NAME (a single Animate runs in "
+                         "the warm backend here).")
+    if args.ray_workers < 0:
+        raise UsageError("--ray-workers takes 0 (automatic) or a positive count.")
     if args.seed < 0 or args.steps < 0 or args.num_traj < 0 or args.guidance < 0:
         raise UsageError("--seed, --steps, --num-traj and --guidance cannot be negative.")
     try:
@@ -226,6 +235,8 @@ def enable_addon(args):
     if args.python:
         # absolute, not resolved: a venv's python is a symlink whose target lacks the venv
         prefs.python_mode, prefs.python_path = "PATH", os.path.abspath(args.python)
+    if args.ray is not None:
+        prefs.batch_runner, prefs.ray_address, prefs.ray_workers = "RAY", args.ray, args.ray_workers
     return session
 
 

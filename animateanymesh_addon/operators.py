@@ -787,6 +787,13 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
                 if item.status == "queued":
                     self._check_item(options, item)
             session.set_queue(queue)
+        settings = session.backend_settings()
+        if settings.batch_runner == "RAY":
+            from .cluster_batch import ClusterBatchRun, ClusterSettings
+
+            cluster = ClusterSettings(settings.ray_address.strip(), settings.ray_workers,
+                                      settings.ray_cpus_per_worker)
+            return ClusterBatchRun(queue, options, cluster, save=session.save_queue)
         return BatchRun(queue, options, save=session.save_queue)
 
     @staticmethod

@@ -73,6 +73,24 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
         name="Backend Threads", default=0, min=0, max=256, update=_backend_changed,
         description="CPU threads the backend's model uses; 0: Auto (one per core). Fewer leave "
                     "more of the machine to other programs")
+    batch_runner: bpy.props.EnumProperty(
+        name="Batches Run On", default="LOCAL",
+        items=[("LOCAL", "This Machine", "Animate Collection runs one object after another in the "
+                "warm backend"),
+               ("RAY", "Ray Cluster", "Animate Collection sends every object to a Ray cluster at "
+                "once (needs Ray in the backend's environment: pip install -r "
+                "requirements-ray.txt)")])
+    ray_address: bpy.props.StringProperty(
+        name="Ray Address",
+        description="The cluster to join: HOST:6379, ray://HOST:10001 or auto (this machine's "
+                    "running cluster); empty: start Ray on this machine")
+    ray_workers: bpy.props.IntProperty(
+        name="Ray Workers", default=0, min=0, max=4096,
+        description="Workers, each with one warm model; 0: one per GPU of the cluster, else one "
+                    "per CPUs Per Worker")
+    ray_cpus_per_worker: bpy.props.IntProperty(
+        name="CPUs Per Worker", default=1, min=1, max=256,
+        description="CPU cores each Ray worker asks for (its torch threads)")
     show_advanced: bpy.props.BoolProperty(name="Advanced", default=False)
 
     def draw(self, context):
@@ -117,6 +135,14 @@ class AnimateAnyMeshPreferences(bpy.types.AddonPreferences):
         if self.model == "DIRECTORY":
             col.prop(self, "model_dir")
         col.prop(self, "device")
+
+        col = layout.column()
+        col.use_property_split = True
+        col.prop(self, "batch_runner")
+        if self.batch_runner == "RAY":
+            col.prop(self, "ray_address")
+            col.prop(self, "ray_workers")
+            col.prop(self, "ray_cpus_per_worker")
 
         row = layout.row()
         row.label(text=session.environment_summary())

@@ -6,7 +6,7 @@ by file path, once, under a private module name (dataclasses and enums look thei
 sys.modules, and the private name never shadows a real package). The seam is standard library
 plus numpy, so loading it inside Blender is safe.
 
-    from .seam import arrays, atomic, codes, limits, protocol, shards, stages
+    from .seam import arrays, atomic, batch, codes, limits, protocol, shards, stages
     from .seam import ErrorCode, Polygons, SeamError, Stage   # the names used most
 """
 
@@ -50,6 +50,7 @@ def _load_package():
 _load_package()
 arrays = importlib.import_module(f"{_NAME}.arrays")
 atomic = importlib.import_module(f"{_NAME}.atomic")
+batch = importlib.import_module(f"{_NAME}.batch")
 codes = importlib.import_module(f"{_NAME}.codes")
 limits = importlib.import_module(f"{_NAME}.limits")
 protocol = importlib.import_module(f"{_NAME}.protocol")

@@ -109,6 +109,10 @@ class BackendSettings:
     torch_index_url: str = ""
     wheelhouse: str = ""
     backend_threads: int = 0     # 0: Auto, torch's default
+    batch_runner: str = "LOCAL"  # or "RAY": Animate Collection on a Ray cluster
+    ray_address: str = ""        # "": Ray starts on this machine
+    ray_workers: int = 0
+    ray_cpus_per_worker: int = 1
 
 
 def online_access() -> bool:

@@ -191,3 +191,27 @@ def test_ray_batch_joins_a_running_cluster_from_the_command_line(mesh_folder, ti
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert sorted(e["job"] for e in events if e["event"] == "done") == ["0", "1"]
     assert "batch finished: 2 done" in run.stderr
+
+
+def test_the_seams_job_lines_and_meshes_are_what_the_backend_reads(tmp_path):
+    from aam_seam import batch as seam
+    from aam_seam.arrays import Polygons
+    from backend.batch_jobs import OPTION_KEYS
+    from backend.mesh_io import load_mesh, load_weights
+
+    assert tuple(OPTION_KEYS) == seam.OPTION_NAMES
+    verts = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0]], dtype=np.float32)
+    polygons = Polygons(np.array([0, 1, 2, 3, 1, 4, 2]), np.array([4, 3]))
+    seam.write_job_mesh(tmp_path / "m.npz", verts, polygons, mask=np.array([0, 1, 1, 0, 1]))
+    vertices, faces = load_mesh(tmp_path / "m.npz")
+    np.testing.assert_array_equal(vertices, verts)
+    assert np.asarray(faces).tolist() == [[0, 1, 2, 3], [1, 4, 2, -1]]   # -1: the polygon ended
+    line = seam.job_line("7", tmp_path / "m.npz", "a flag waves", tmp_path / "o.npz", seed=3,
+                         then=["a flag spins"], loop=None, mask=f"{tmp_path / 'm.npz'}:mask")
+    (job,) = read_jobs(write_jobs(tmp_path, [line]))
+    assert (job.id, job.options["seed"], job.then) == ("7", 3, ["a flag spins"])
+    np.testing.assert_array_equal(load_weights(job.options["mask"]), [0, 1, 1, 0, 1])
+    with pytest.raises(TypeError):
+        seam.job_line("1", "m", "p", "o.npz", colour="red")
+    assert seam.parse_event('{"event": "done", "job": "7"}')["job"] == "7"
+    assert seam.parse_event("Ray started") is None and seam.parse_event('{"event": "x"}') is None

@@ -279,9 +279,9 @@ def test_shutdown_stops_the_process(tmp_path):
 def test_the_backends_threads_sleep_while_they_wait(tmp_path, monkeypatch):
     # spinning OpenMP threads made an Animate 18x slower with one core busy elsewhere
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert make_client(tmp_path)._child_env()["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert make_client(tmp_path).child_env()["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")     # a user's own choice stands
-    assert make_client(tmp_path)._child_env()["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert make_client(tmp_path).child_env()["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_the_thread_count_reaches_the_backends_torch(tmp_path):

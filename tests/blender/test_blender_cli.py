@@ -182,6 +182,53 @@ def test_blend_collection_to_fbx(tiny_model_dir, tmp_path):
     assert out.is_file() and out.stat().st_size > 1000
 
 
+def test_collection_on_a_ray_cluster_matches_the_local_batch(tiny_model_dir, tmp_path):
+    """--ray: every object goes to a local Ray cluster of 2 workers at once; the shape keys
+    written back are the ones the local queue writes for the same seeds."""
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    blend = tmp_path / "props.blend"
+    run_in_blender(MODULE, "scenario_make_blend", path=str(blend), obj_path=str(obj))
+    results = {}
+    for name, extra in (("local", []), ("ray", ["--ray", "--ray-workers", "2"])):
+        out = tmp_path / f"{name}.blend"
+        proc = run_cli([blend, "--collection", "Props", "--prompt", "a sheet flaps", "--out", out,
+                        "--model", tiny_model_dir, "--python", sys.executable, *FAST, *extra],
+                       tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Batch: 2 done, 0 failed" in proc.stdout
+        results[name] = run_in_blender(MODULE, "scenario_read_keys", path=str(out))
+    (log,) = (tmp_path / "blender_user").rglob("batches/*/batch.log")
+    assert "2 Ray worker(s)" in log.read_text()
+    assert set(results["ray"]) == {"Sheet", "Twin"}
+    for name, keys in results["local"].items():
+        np.testing.assert_allclose(np.array(results["ray"][name]), np.array(keys), atol=1e-4)
+
+
+def test_collection_on_an_unreachable_ray_cluster_says_why_in_one_line(tiny_model_dir, tmp_path):
+    obj = tmp_path / "sheet.obj"
+    write_obj(obj)
+    blend = tmp_path / "props.blend"
+    run_in_blender(MODULE, "scenario_make_blend", path=str(blend), obj_path=str(obj))
+    proc = run_cli([blend, "--collection", "Props", "--prompt", "a sheet flaps", "--out",
+                    tmp_path / "o.blend", "--model", tiny_model_dir, "--python", sys.executable,
+                    *FAST, "--ray", "127.0.0.1:1"], tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in proc.stdout + proc.stderr
+    assert not (tmp_path / "o.blend").exists()
+
+
+def scenario_read_keys(path: str) -> dict:
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=path)
+    out = {}
+    for obj in bpy.data.collections["Props"].all_objects:
+        keys = obj.data.shape_keys.key_blocks
+        out[obj.name] = [[tuple(v.co) for v in key.data] for key in keys]
+    return out
+
+
 def scenario_install(zip_path: str) -> None:
     import bpy
 

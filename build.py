@@ -235,7 +235,7 @@ def collect_files(manifest: dict) -> list[tuple[Path, str]]:
     files += [(WHEELS_DIR / name, f"wheels/{name}") for name in sorted(listed_names)]
     if not (REPO / "requirements.txt").is_file():
         raise BuildError("requirements.txt is missing; the add-on's Set up backend installs it.")
-    for extra in ("LICENSE", "LICENSE.txt", "README.md", "requirements.txt"):
+    for extra in ("LICENSE", "LICENSE.txt", "README.md", "requirements.txt", "requirements-ray.txt"):
         if (REPO / extra).is_file():
             files.append((REPO / extra, extra))
     names = [name for _, name in files]

@@ -265,10 +265,11 @@ def download_progress(line: str, step: Step) -> float | None:
 
 
 def setup_steps(base_python: list[str], env_dir, requirements, index_url: str = "",
-                wheelhouse: str = "", check_script: str | None = None) -> list[Step]:
-    """Create the environment (unless it exists), install the requirements (from the index, or
-    only from `wheelhouse` when one is given), check the import, mark the environment verified.
-    Any earlier mark is removed now: until the new check passes the environment is not used."""
+                wheelhouse: str = "", check_script: str | None = None, extras=()) -> list[Step]:
+    """Create the environment (unless it exists), install the requirements and the `extras`
+    lists (optional features, e.g. Ray) from the index, or only from `wheelhouse` when one is
+    given, check the import, mark the environment verified. Any earlier mark is removed now:
+    until the new check passes the environment is not used."""
     env_dir, requirements = Path(env_dir), Path(requirements)
     if not requirements.is_file():
         raise SetupError(f"the requirements list {requirements} is missing: reinstall the extension.")
@@ -283,13 +284,16 @@ def setup_steps(base_python: list[str], env_dir, requirements, index_url: str = 
         steps.append(Step("Creating the environment", base_python + ["-m", "venv", str(env_dir)]))
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
            "-r", str(requirements)]
+    for extra in extras:
+        pip += ["-r", str(extra)]
     if wheelhouse:
         pip += ["--no-index", "--find-links", str(wheelhouse)]  # offline: never asks an index
     elif index_url:
         # e.g. a CUDA build of torch on Windows, where PyPI only has the CPU one
         pip += ["--extra-index-url", index_url]
     steps.append(Step("Installing packages", pip, pip_progress,
-                      {"expected": requirement_count(requirements)}))
+                      {"expected": requirement_count(requirements)
+                       + sum(requirement_count(extra) for extra in extras)}))
     # runs with the backend root as cwd and PYTHONPATH (BackgroundTask's cwd)
     steps.append(Step("Checking the backend", [py, "-c", check_script or CHECK_SCRIPT]))
     steps.append(Step("Marking the environment verified", [py, "-c", _MARK_SCRIPT.format(

@@ -261,6 +261,10 @@ class ClusterBatchRun:
             self.state = "cancelled"
         elif code == 2 or unfinished:
             message = self._error_line() or f"the Ray batch stopped (exit status {code})."
+            if "requirements-ray.txt" in message:
+                message = ("Ray is not installed in the backend's environment: with Batches Run On "
+                           "set to Ray Cluster, run Set up Backend (Preferences > Add-ons > "
+                           "AnimateAnyMesh) again, which installs it.")
             for item in unfinished:       # not the objects' fault: Resume runs them again
                 self.queue.requeue(item, ErrorCode.BACKEND_DIED, message)
             self.state, self.error = "error", (ErrorCode.BACKEND_DIED.value, message)

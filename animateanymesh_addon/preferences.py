@@ -270,8 +270,11 @@ class ANIMATEANYMESH_OT_setup_backend(_TaskOperator, bpy.types.Operator):
         env_dir = session.setup_env_dir()
         base = backend_setup.find_setup_python(settings.setup_python, backend_setup.blender_python())
         wheelhouse = bpy.path.abspath(settings.wheelhouse) if settings.wheelhouse else ""
+        # Ray is an optional extra: installed when batches are to run on a cluster
+        extras = [root / "requirements-ray.txt"] if settings.batch_runner == "RAY" else []
         steps = backend_setup.setup_steps(base, env_dir, session.requirements_file(root),
-                                          settings.torch_index_url, wheelhouse=wheelhouse)
+                                          settings.torch_index_url, wheelhouse=wheelhouse,
+                                          extras=extras)
         return backend_setup.BackgroundTask(self.title, steps, cwd=root,
                                             log_path=session.user_dir("logs") / "setup.log")
 

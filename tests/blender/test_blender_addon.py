@@ -165,6 +165,11 @@ def test_setup_steps_and_progress_parsers(tmp_path):
     assert [s.label for s in bs.setup_steps(["py"], env_dir, req)][0] == "Installing packages"
     with pytest.raises(bs.SetupError, match="reinstall"):
         bs.setup_steps(["py"], env_dir, tmp_path / "missing.txt")
+    ray = tmp_path / "requirements-ray.txt"
+    ray.write_text("ray==2.60.0\n")
+    (_, install, *_) = bs.setup_steps(["py"], tmp_path / "env2", req, extras=[ray])
+    assert install.argv[install.argv.index(str(req)) + 1:][:2] == ["-r", str(ray)]
+    assert install.state["expected"] == 4         # the optional extra's packages count too
 
     pip = steps[1]
     values = [bs.pip_progress(line, pip) for line in

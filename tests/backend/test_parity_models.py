@@ -239,3 +239,33 @@ def test_state_dict_check_names_every_bad_key(vae, fixtures_dir):
         check_state_dict(vae, state, "vae.pth")
     msg = str(err.value)
     assert "to_outputs.bias" in msg and "extra.weight" in msg and "fc_query.weight" in msg
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_neighbour_attention_matches_the_dense_mask_with_and_without_autograd(grad):
+    """Inference takes the sparse-product path, training the gathered one: both are the masked
+    softmax, for unsorted edges, repeated edges and a vertex with no neighbour."""
+    from backend.models import attention as att
+    from dense_reference import dense_neighbour_attention
+
+    g = torch.Generator().manual_seed(0)
+    n, d = 300, 16
+    q, k, v = (torch.randn(n, d, generator=g) for _ in range(3))
+    edges = torch.randint(0, n - 1, (2000, 2), generator=g)   # row n-1 receives nothing
+    edges = torch.cat([edges, edges[:50]])                     # repeated edges count twice
+    mask = torch.zeros(n, n)
+    mask.index_put_((edges[:, 0], edges[:, 1]), torch.ones(len(edges)), accumulate=True)
+    if grad:
+        q.requires_grad_(True)
+    with torch.set_grad_enabled(grad):
+        ours = att.neighbour_attention(q, k, v, edges, scale=0.25)
+    # the dense reference with multiplicities: a repeated edge is a logit bias of log(count)
+    scores = (q @ k.T) * 0.25 + torch.log(mask)
+    reference = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0) @ v
+    torch.testing.assert_close(ours, reference, atol=2e-6, rtol=1e-5)
+    assert torch.all(ours[n - 1] == 0)
+    assert ours.requires_grad == grad
+    if not grad:
+        unique = torch.unique(edges[:-50], dim=0)
+        torch.testing.assert_close(att.neighbour_attention(q, k, v, unique, 0.25),
+                                   dense_neighbour_attention(q, k, v, unique, 0.25), atol=2e-6, rtol=1e-5)

@@ -1,7 +1,9 @@
 """Choosing which vertices become latent tokens: farthest point sampling on features.
 
 DyMeshVAE picks K vertices by farthest point sampling on their post-neighbour features (not on
-xyz; our own models sample positions, which fps_spatial.py does exactly and far faster), then fills empty slots (K larger than the vertex count) with random vertices. The official
+xyz; our own models sample positions, which fps_spatial.py does exactly and far faster; features
+go through fps_features.py, as exact, at about one matrix-vector product per pick), then fills
+empty slots (K larger than the vertex count) with random vertices. The official
 fix-up treats index 0 as empty too, so the start vertex is always replaced by a random one; that
 is reproduced when `replace_index_zero` is set.
 """
@@ -12,10 +14,12 @@ import math
 
 import torch
 
+from .fps_features import farthest_features, usable
 from .fps_spatial import farthest_points
 
 # Below this many points the plain loop is as fast (measured: benchmarks/fps_bench.py).
 SPATIAL_MIN_POINTS = 4096
+FEATURE_MIN_POINTS = 512
 
 
 @torch.no_grad()
@@ -32,6 +36,11 @@ def farthest_point_sampling(features: torch.Tensor, k: int) -> torch.Tensor:
     if x.shape[1] == 3 and n > SPATIAL_MIN_POINTS and x.device.type == "cpu":
         # positions (the embedded model): the same picks, pruned to the neighbourhood of each
         return torch.from_numpy(farthest_points(x.numpy(), k))
+    if x.shape[1] != 3 and n > FEATURE_MIN_POINTS and x.device.type == "cpu" and usable(x):
+        # features (the official model): the same picks from one matrix-vector product per pick.
+        # The filter works on host (numpy) arrays, so a GPU keeps the plain loop (not measured
+        # there: that loop needs no host sync per pick, the filter would need two)
+        return farthest_features(x, k)
     return _fps_loop(x, k, picked)
 
 
@@ -45,8 +54,11 @@ def denormal_safe(x: torch.Tensor) -> torch.Tensor:
     peak = float(x.abs().max()) if x.numel() else 0.0
     if peak > 0 and math.isfinite(peak):
         exponent = math.floor(math.log2(math.sqrt(1e37 / x.shape[-1]) / (2 * peak)))
-        if exponent > 0:
-            return x * 2.0 ** exponent
+        # in steps: a factor above 2^127 is infinite as a float32 scalar (peaks below ~1e-20)
+        while exponent > 0:
+            step = min(exponent, 64)
+            x = x * 2.0 ** step
+            exponent -= step
     return x
 
 

@@ -5,7 +5,7 @@ queued object's mesh is written to a batch folder with a jobs file, one `python 
 --ray [ADDRESS] --events` process runs them on the cluster's workers in parallel (a worker that
 dies costs its job one attempt there), and each result is written back to its object on
 Blender's main thread as its event arrives, so a long batch keeps what it finished. Cancel stops
-the process (Ctrl-C for it: it records the cancelled jobs and stops the workers it started);
+the process (SIGTERM, which it takes as Ctrl-C: it records the cancelled jobs and stops the workers it started);
 objects that did not finish stay queued for Resume.
 """
 
@@ -291,7 +291,7 @@ class ClusterBatchRun:
             if os.name == "nt":
                 proc.send_signal(signal.CTRL_BREAK_EVENT)
             else:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)   # the batch treats it as Ctrl-C
         except OSError:
             pass
 

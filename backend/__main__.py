@@ -301,13 +301,14 @@ def cmd_animate(args) -> int:
 
 def cmd_batch(args) -> int:
     from .batch_jobs import BatchStatus, read_jobs
-    from .batch_run import BatchSettings, Reporter, run_batch
+    from .batch_run import BatchSettings, Reporter, run_batch, stop_on_signals
 
     for option, value in (("--attempts", args.attempts), ("--cpus-per-worker", args.cpus_per_worker)):
         if value < 1:
             raise UserError(f"{option} must be at least 1 (got {value}).")
     if args.workers < 0 or args.threads < 0:
         raise UserError("--workers and --threads take 0 (automatic) or a positive count.")
+    stop_on_signals()
     jobs = read_jobs(args.jobs)
     status_path = args.status or args.jobs.with_name(f"{args.jobs.stem}.status.json")
     check_writable(status_path, "--status")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aam_seam.codes import ErrorCode
 
-from .batch_run import Animator, BatchSettings, Dispatcher, Payload
+from .batch_run import Animator, BatchSettings, Dispatcher, Payload, stop_on_signals
 from .errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +76,7 @@ def start_ray(ray, address: str | None) -> bool:
         ray.init(address=address or None, runtime_env=env, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR",
                  **({} if address else {"num_cpus": os.cpu_count() or 1}))
+        stop_on_signals()
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot reach the Ray cluster at {address} ({first}); check the address "

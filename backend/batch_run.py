@@ -209,6 +209,22 @@ class Dispatcher:
         return again
 
 
+def stop_on_signals() -> None:
+    """SIGTERM (and Ctrl-Break on Windows) stop a batch as Ctrl-C does: unfinished jobs are
+    recorded as cancelled and the workers it started are stopped. A program that runs the batch
+    in the background (Blender's Animate Collection) cannot rely on SIGINT, which a shell or a
+    parent may have set to be ignored. Ray's core replaces the SIGTERM handler when it starts,
+    so batch_ray calls this again after it."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
+
+
 @dataclass
 class BatchSettings:
     model: str = "default"

@@ -215,3 +215,23 @@ def test_the_seams_job_lines_and_meshes_are_what_the_backend_reads(tmp_path):
         seam.job_line("1", "m", "p", "o.npz", colour="red")
     assert seam.parse_event('{"event": "done", "job": "7"}')["job"] == "7"
     assert seam.parse_event("Ray started") is None and seam.parse_event('{"event": "x"}') is None
+
+
+@pytest.mark.parametrize("ray", [False, True])
+def test_sigterm_cancels_a_batch_and_records_it(mesh_folder, tiny_model_dir, ray):
+    """Blender's Animate Collection stops a Ray batch with SIGTERM: the unfinished jobs are
+    recorded as cancelled and the batch exits 130 (Ray's own SIGTERM handler must not win)."""
+    jobs = write_jobs(mesh_folder, [{"mesh": "grid.obj", "prompt": "a flag waves", "out": f"{i}.npz",
+                                     "steps": 40, "seed": i} for i in range(3)])
+    command = [sys.executable, "-m", "backend", "batch", str(jobs), "--model", str(tiny_model_dir),
+               "--events", *(["--ray", "--workers", "1"] if ray else [])]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    for line in proc.stdout:
+        if '"started"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    states = [job["state"] for job in json.loads((mesh_folder / "jobs.status.json").read_text())["jobs"]]
+    assert "cancelled" in states and "running" not in states and "queued" not in states, states

@@ -170,6 +170,10 @@ class VIEW3D_PT_animateanymesh_batch(bpy.types.Panel):
         col.prop(s, "batch_collection")
         col.prop(s, "batch_prompt_property")
         col.prop(s, "batch_attempts")
+        settings = session.backend_settings()
+        if settings.batch_runner == "RAY":
+            where = settings.ray_address.strip() or "started on this machine"
+            layout.label(text=f"Runs on the Ray cluster: {where} (Preferences)", icon="NETWORK_DRIVE")
 
         run = session.active_run()
         queue = session.load_queue()

@@ -639,6 +639,10 @@ def scenario_ui_and_offline(zip_path: str, python: str, model_dir: str) -> dict:
     prefs = session.preferences()
     prefs.show_advanced = True
     prefs_module.AnimateAnyMeshPreferences.draw(Host(prefs), bpy.context)
+    prefs.batch_runner, prefs.ray_address = "RAY", "head:6379"   # the cluster's settings appear
+    prefs_module.AnimateAnyMeshPreferences.draw(Host(prefs), bpy.context)
+    panel.VIEW3D_PT_animateanymesh_batch.draw(Host(), bpy.context)
+    prefs.batch_runner = "LOCAL"
 
     # the status bar and redraw helpers the modal operators use
     class Source:
@@ -879,8 +883,10 @@ def test_panels_preferences_and_offline_refusals(blender_args):
             "animateanymesh.new_seed", "animateanymesh.release_memory",
             "animateanymesh.remove_animation", "animateanymesh.animate_collection",
             "animateanymesh.export_animation", "python_mode", "python_path",
-            "animateanymesh.setup_backend", "animateanymesh.download_official"} <= drawn
+            "animateanymesh.setup_backend", "animateanymesh.download_official", "batch_runner",
+            "ray_address", "ray_workers", "ray_cpus_per_worker"} <= drawn
     assert ["label", f"Using {sys.executable} (preferences)"] in r["log"]  # JSON: lists
+    assert ["label", "Runs on the Ray cluster: head:6379 (Preferences)"] in r["log"]
     labels = [text for kind, text in r["log"] if kind == "label"]
     start = next(i for i, text in enumerate(labels) if text.startswith("The model never saw"))
     assert " ".join(labels[start:start + 3]).startswith("The model never saw the word 'xyzzy' in its training")

@@ -47,38 +47,62 @@ def measure_one(n: int, dense: bool, device: str, num_traj: int | None) -> dict:
     import torch
 
     from .config import FlowConfig, VAEConfig
-    from .mesh import prepare_mesh
     from .models.flow import DyMeshMMDiT
-    from .models.farthest_point_sampling import sample_token_indices
     from .models.vae import DyMeshVAE
-    from .pipeline import default_num_tokens, pick_device, weighted_padding
+    from .pipeline import pick_device
 
     dev = pick_device(device)
     torch.manual_seed(0)
     vae = DyMeshVAE(VAEConfig()).eval().to(dev)
     flow = DyMeshMMDiT(FlowConfig(), 768).eval().to(dev)
     baseline = peak_rss_bytes()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     out: dict = {"n": n, "path": "dense" if dense else "sparse"}
-    verts, quads = torus_mesh(n)
+    stages = run_stages(vae, flow, *torus_mesh(n), dev, dense=dense, num_traj=num_traj)
+    flows, decodes = stages.pop("flow_eval_runs_s"), stages.pop("decode_runs_s")
+    out.update(stages, flow_eval_s=flows[0], decode_s=decodes[0])
+    out["peak_rss_gb"] = peak_rss_bytes() / 2**30
+    out["model_rss_gb"] = baseline / 2**30
+    if dev.type == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    out["device"] = str(dev)
+    return out
 
+
+def run_stages(vae, flow, verts, quads, dev, *, dense: bool = False, num_traj: int | None = None,
+               pad_to: int = 4096, flow_evals: int = 1, decode_runs: int = 1, context=None) -> dict:
+    """Prepare one mesh, then neighbour features, FPS, encode, `flow_evals` guided flow
+    evaluations (batch 2: prompt and null prompt) and `decode_runs` decodes, each timed alone.
+
+    Shared with benchmarks/gpu_bench.py, which repeats the flow and the decode to leave out a
+    warm-up or a compile, and passes `context` (autocast, attention swaps) to wrap the stages.
+    """
+    import contextlib
+
+    import torch
+
+    from .mesh import prepare_mesh
+    from .models.farthest_point_sampling import sample_token_indices
+    from .pipeline import default_num_tokens, weighted_padding
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    out: dict = {}
     t = time.perf_counter()
     prep = prepare_mesh(verts, quads)
     out["prepare_s"] = time.perf_counter() - t
     u = prep.normalized.shape[0]
-    k = num_traj or default_num_tokens(u)
+    k = num_traj or default_num_tokens(u, vae.config.num_traj)
     out.update(n=u, k=k)
 
-    context = _dense_context(dense)
-    with torch.inference_mode(), context:
+    with torch.inference_mode(), _dense_context(dense), \
+            context if context is not None else contextlib.nullcontext():
         rest = torch.from_numpy(prep.normalized).to(dev)
         edges = torch.from_numpy(prep.edges).to(dev)
-        if dense:  # the official way: real zero rows up to 4096, dense mask inside the patch
-            rest, key_bias = torch.cat([rest, rest.new_zeros(max(4096 - u, 0), 3)]), None
+        if dense:  # the official way: real zero rows up to pad_to, dense mask inside the patch
+            rest, key_bias = torch.cat([rest, rest.new_zeros(max(pad_to - u, 0), 3)]), None
         else:
-            rest, key_bias = weighted_padding(rest, 4096)
+            rest, key_bias = weighted_padding(rest, pad_to)
         rest = rest[None]
         sync()
         t = time.perf_counter()
@@ -94,22 +118,22 @@ def measure_one(n: int, dense: bool, device: str, num_traj: int | None) -> dict:
         enc = vae.encode(frames, edges, idx[None], key_bias=key_bias, pc0_embed=feats)
         sync()
         out["encode_s"] = time.perf_counter() - t + out["neighbour_s"] + out["fps_s"]
-        t = time.perf_counter()
-        x = torch.randn(2, k, 64, device=dev)
-        text = torch.randn(2, 77, 768, device=dev)
-        flow(x, torch.full((2,), 0.5, device=dev), text, torch.tensor([1.0, 0.0], device=dev))
-        sync()
-        out["flow_eval_s"] = time.perf_counter() - t
-        t = time.perf_counter()
+        x = torch.randn(2, k, flow.config.input_channels, device=dev)
+        text = torch.randn(2, 77, flow.clip_token_mlp.in_features, device=dev)
+        times, keep = torch.full((2,), 0.5, device=dev), torch.tensor([1.0, 0.0], device=dev)
+        out["flow_eval_runs_s"] = []
+        for _ in range(flow_evals):
+            t = time.perf_counter()
+            flow(x, times, text, keep)
+            sync()
+            out["flow_eval_runs_s"].append(time.perf_counter() - t)
         latent = torch.cat([enc.x0, enc.mean], -1)
-        vae.decode(latent, feats[:, :u], rest[:, :u], vertex_block=u if dense else 65536)
-        sync()
-        out["decode_s"] = time.perf_counter() - t
-    out["peak_rss_gb"] = peak_rss_bytes() / 2**30
-    out["model_rss_gb"] = baseline / 2**30
-    if dev.type == "cuda":
-        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
-    out["device"] = str(dev)
+        out["decode_runs_s"] = []
+        for _ in range(decode_runs):
+            t = time.perf_counter()
+            vae.decode(latent, feats[:, :u], rest[:, :u], vertex_block=u if dense else 65536)
+            sync()
+            out["decode_runs_s"].append(time.perf_counter() - t)
     return out
 
 
@@ -118,7 +142,7 @@ def _dense_context(dense: bool):
 
     if not dense:
         return contextlib.nullcontext()
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "backend"))
     from dense_reference import dense_reference  # the tests' naive path, never shipped
 
     return dense_reference()

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/fps_bench.py [--sizes 5000 10000 50000 200000] [--ratio 8]
                                              [--threads 1] [--skip-plain-above 200000]
     .venv/bin/python benchmarks/fps_bench.py --features [--sizes 5000 10000 50000 [200000]]
+                                             [--kinds mesh gaussian]
 
 Positions (3 numbers per vertex, as our own models sample) of a thin uneven shell, the shape of
 mesh vertices; K = N / ratio tokens (the official K = N/8). Each row: seconds of the plain loop
@@ -53,13 +54,16 @@ def gaussian_features(n: int, dim: int = 256, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
 
 
-def feature_table(sizes, ratio: int, skip_plain_above: int) -> None:
+FEATURES = {"mesh": ("mesh MLP", mesh_features), "gaussian": ("iid Gaussian", gaussian_features)}
+
+
+def feature_table(sizes, ratio: int, skip_plain_above: int, kinds=tuple(FEATURES)) -> None:
     print("| features | N | K | plain loop s | filtered s | K matvecs s | filtered / matvecs "
           "| same picks |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
         k = n // ratio
-        for name, make in (("mesh MLP", mesh_features), ("iid Gaussian", gaussian_features)):
+        for name, make in (FEATURES[kind] for kind in kinds):
             x = fps.denormal_safe(make(n).contiguous())
             out, clock = torch.empty(n), time.perf_counter()
             for slot in range(k):
@@ -85,6 +89,8 @@ def main(argv=None) -> int:
                              "(the plain loop takes minutes per pick set at 200000)")
     parser.add_argument("--features", action="store_true",
                         help="256-d features against K matrix-vector products instead of positions")
+    parser.add_argument("--kinds", nargs="+", choices=sorted(FEATURES), default=list(FEATURES),
+                        help="which features (with --features)")
     parser.add_argument("--ratio", type=int, default=8, help="K = N / ratio")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the plain loop, the products)")
@@ -93,7 +99,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.features:
-        feature_table(args.sizes or [5000, 10000, 50000], args.ratio, args.skip_plain_above)
+        feature_table(args.sizes or [5000, 10000, 50000], args.ratio, args.skip_plain_above,
+                      args.kinds)
         return 0
     print(f"| N | K | plain loop s | pruned s | speed-up | same picks |")
     print("|---:|---:|---:|---:|---:|---|")

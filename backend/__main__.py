@@ -1,4 +1,4 @@
-"""Command line: python -m backend {animate, serve, models, make-dataset, train, vocabulary, eval, bench, ...}.
+"""Command line: python -m backend {animate, serve, models, make-dataset, train, vocabulary, eval, eval-prompts, bench, ...}.
 
 Errors a user can fix print as one line (`error: ...`) with exit status 2; Ctrl-C exits 130.
 """
@@ -200,6 +200,41 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clips", type=Path, default=None,
                    help="also write one JSON line per evaluated clip (prompt, family, what the judge saw)")
     e.set_defaults(run=cmd_eval)
+
+    ep = sub.add_parser(
+        "eval-prompts", help="animate meshes it never saw with every whole-body motion under many "
+        "subjects, and report top-1 and motion amplitude per subject class",
+        description="Ask for every whole-body motion family in the training wording with the "
+        "subject taken from five classes (nouns of the training captions, nouns outside them, "
+        "nouns with a part word, no noun, pronouns) on meshes the model never saw; the judge of "
+        "`eval` labels each take. Prints markdown tables; --out keeps one JSON line per take.")
+    ep.add_argument("--model", default="default")
+    ep.add_argument("--cache", default=None)
+    ep.add_argument("--meshes", default="suzanne:2,cube:3,quadruped:6000",
+                    help="comma-separated: suzanne:LEVEL (Subdivision Surface), cube / uv_sphere / "
+                    "ico_sphere / cylinder / cone / torus:LEVEL (simple subdivision), quadruped / "
+                    "winged_quadruped / bird / humanoid / snake / fish:VERTICES (a held-out procedural "
+                    "creature), bunny:PATH (the npm package bunny 1.0.1), or an .obj / .npz file "
+                    "(default: %(default)s)")
+    ep.add_argument("--families", default=None,
+                    help="comma-separated whole-body families (default: all 17)")
+    ep.add_argument("--classes", default=None,
+                    help="comma-separated subject classes: caption, unseen, part, none, pronoun "
+                    "(default: all)")
+    ep.add_argument("--subjects-per-class", type=int, default=2, metavar="K",
+                    help="the first K subjects of each class (default 2)")
+    ep.add_argument("--seeds", default="1", help="comma-separated seeds, one take each (default 1)")
+    ep.add_argument("--quality", choices=list(QUALITY_PRESETS), default=DEFAULT_QUALITY,
+                    help=f"sampling schedule of every take (default {DEFAULT_QUALITY}, as animate; "
+                    "draft halves the time)")
+    ep.add_argument("--num-traj", type=int, default=None,
+                    help="latent tokens (default max(512, N/8), as animate)")
+    ep.add_argument("--judge-clips", type=int, default=40,
+                    help="ground-truth clips per family the judge learns from (default 40)")
+    ep.add_argument("--judge-steps", type=int, default=3000, help="training steps of the judge")
+    ep.add_argument("--threads", type=int, default=0, help="torch's CPU threads (0: torch's default)")
+    ep.add_argument("--out", type=Path, default=None, help="also write one JSON line per take (.jsonl)")
+    ep.set_defaults(run=cmd_eval_prompts)
 
     b = sub.add_parser("bench", help="time and memory of each stage at several mesh sizes")
     b.add_argument("--sizes", default="5000,20000,50000,200000")
@@ -468,6 +503,56 @@ def cmd_eval(args) -> int:
     if args.clips:
         args.clips.write_text("".join(json.dumps(c) + "\n" for c in report.clips))
         print(f"wrote {len(report.clips)} clip records to {args.clips}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval_prompts(args) -> int:
+    from . import eval_prompts as ep
+    from .model_manager import resolve_model
+    from .reference_meshes import load_meshes, parse_spec
+
+    def listed(text):
+        return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+    try:
+        seeds = [int(s) for s in listed(args.seeds) or []]
+    except ValueError:
+        raise UserError(f"--seeds takes whole numbers separated by commas (got {args.seeds!r}).") from None
+    families, classes = ep.check_options(listed(args.families), listed(args.classes),
+                                         args.subjects_per_class, seeds)
+    if args.judge_clips < 2 or args.judge_steps < 1:
+        raise UserError("--judge-clips must be at least 2 and --judge-steps at least 1.")
+    if args.threads < 0:
+        raise UserError(f"--threads takes 0 (automatic) or a positive count (got {args.threads}).")
+    if args.num_traj is not None and args.num_traj < 1:
+        raise UserError(f"--num-traj must be a positive number of tokens (got {args.num_traj}).")
+    specs = [parse_spec(s) for s in listed(args.meshes) or []]
+    if not specs:
+        raise UserError("--meshes names no mesh.")
+    if args.out:
+        check_writable(args.out, "--out")
+    # every input problem shows before the model loads and the judge trains
+    model_dir = resolve_model(args.model, args.cache)
+    meshes = load_meshes(specs)
+    flush_denormals()
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    add, finish = ep.write_records(args.out) if args.out else (None, None)
+    ok = False
+    try:
+        report = ep.run(model_dir, meshes, families=families, classes=classes,
+                        per_class=args.subjects_per_class, seeds=seeds, quality=args.quality,
+                        num_traj=args.num_traj, judge_clips=args.judge_clips,
+                        judge_steps=args.judge_steps, on_record=add, log=ep.log_stderr)
+        ok = True
+    finally:
+        if finish:
+            finish(ok)
+    print(ep.format_report(report))
+    if args.out:
+        print(f"wrote {len(report.records) + len(report.checks)} take records to {args.out}", file=sys.stderr)
     return 0
 
 

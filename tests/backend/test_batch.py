@@ -181,16 +181,32 @@ def test_ray_batch_joins_a_running_cluster_from_the_command_line(mesh_folder, ti
     try:
         address = head.stdout.readline().strip()
         assert address, "the head did not start"
-        run = subprocess.run([sys.executable, "-m", "backend", "batch", str(jobs), "--model",
-                              str(tiny_model_dir), "--ray", address, "--events"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        command = [sys.executable, "-m", "backend", "batch", str(jobs), "--model",
+                   str(tiny_model_dir), "--ray", address, "--events"]
+        run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        events = [json.loads(line) for line in run.stdout.splitlines()]
+        assert sorted(e["job"] for e in events if e["event"] == "done") == ["0", "1"]
+        assert "batch finished: 2 done" in run.stderr
+
+        # Blender's Animate Collection stops a Ray batch with SIGTERM: the unfinished jobs are
+        # recorded as cancelled and it exits 130 (Ray's own SIGTERM handler must not win)
+        slow = write_jobs(mesh_folder, [{"mesh": "grid.obj", "prompt": "a flag waves",
+                                         "out": f"slow{i}.npz", "steps": 40, "seed": i} for i in range(3)])
+        proc = subprocess.Popen([*command[:3], "batch", str(slow), *command[5:], "--workers", "1"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        for line in proc.stdout:
+            if '"started"' in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
     finally:
         head.stdin.close()
         head.wait(timeout=60)
-    assert run.returncode == 0, run.stderr[-2000:]
-    events = [json.loads(line) for line in run.stdout.splitlines()]
-    assert sorted(e["job"] for e in events if e["event"] == "done") == ["0", "1"]
-    assert "batch finished: 2 done" in run.stderr
+    assert proc.returncode == 130, err[-2000:]
+    states = [job["state"] for job in json.loads((mesh_folder / "jobs.status.json").read_text())["jobs"]]
+    assert "cancelled" in states and "running" not in states and "queued" not in states, states
 
 
 def test_the_seams_job_lines_and_meshes_are_what_the_backend_reads(tmp_path):
@@ -215,23 +231,3 @@ def test_the_seams_job_lines_and_meshes_are_what_the_backend_reads(tmp_path):
         seam.job_line("1", "m", "p", "o.npz", colour="red")
     assert seam.parse_event('{"event": "done", "job": "7"}')["job"] == "7"
     assert seam.parse_event("Ray started") is None and seam.parse_event('{"event": "x"}') is None
-
-
-def test_sigterm_cancels_a_ray_batch_and_records_it(mesh_folder, tiny_model_dir):
-    """Blender's Animate Collection stops a Ray batch with SIGTERM: the unfinished jobs are
-    recorded as cancelled and the batch exits 130 (Ray's own SIGTERM handler must not win; the
-    local queue installs the same handler before anything starts)."""
-    jobs = write_jobs(mesh_folder, [{"mesh": "grid.obj", "prompt": "a flag waves", "out": f"{i}.npz",
-                                     "steps": 40, "seed": i} for i in range(3)])
-    command = [sys.executable, "-m", "backend", "batch", str(jobs), "--model", str(tiny_model_dir),
-               "--events", "--ray", "--workers", "1"]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    for line in proc.stdout:
-        if '"started"' in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
-    states = [job["state"] for job in json.loads((mesh_folder / "jobs.status.json").read_text())["jobs"]]
-    assert "cancelled" in states and "running" not in states and "queued" not in states, states

@@ -12,10 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from aam_seam.arrays import save_npz_atomically
 from aam_seam.codes import SeamError
 from aam_seam.limits import DEFAULT_LOOP, DEFAULT_QUALITY, LOOP_METHODS, QUALITY_PRESETS, chained, check_repeat
 
+from .denormals import flush_denormals
 from .errors import UserError
 from .solvers import solver_names
 
@@ -247,18 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def flush_denormals() -> None:
-    """For the commands that run the networks: values in float32's denormal range (underflowing
-    attention weights, squared differences of near-identical features) run ~50x slower on x86
-    and carry nothing. Not for dataset writing, whose numpy results must stay bit-reproducible."""
-    import numpy as np
-    import torch
-
-    for dtype in (np.float16, np.float32, np.float64):
-        np.finfo(dtype)  # numpy caches its limits; computed under flush-to-zero they warn
-    torch.set_flush_denormal(True)
-
-
 class ConsoleProgress:
     """Stage lines, plus a bar for the sampler's evaluations (stderr, so stdout stays clean)."""
 
@@ -288,8 +276,6 @@ def cmd_animate(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    import numpy as np
-
     from .mesh import triangulate
     from .mesh_io import load_mesh, load_weights
     from .model_manager import resolve_model

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import asdict
 from pathlib import Path
 

@@ -62,7 +62,7 @@ class Animator:
                  precision: str = "fp32", threads: int = 0):
         import torch
 
-        from .__main__ import flush_denormals
+        from .denormals import flush_denormals
         from .pipeline import pick_device
         from .server import ModelCache
 

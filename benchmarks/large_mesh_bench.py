@@ -30,7 +30,7 @@ STANDARD_EVALUATIONS = 16
 
 
 def measure(n: int, full: bool, num_traj: int | None) -> dict:
-    from backend.__main__ import flush_denormals
+    from backend.denormals import flush_denormals
     from backend.bench import torus_mesh
     from backend.model_folder import load_model
     from backend.model_manager import resolve_model

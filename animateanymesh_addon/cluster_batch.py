@@ -132,14 +132,12 @@ class ClusterBatchRun:
             job_id = f"{number:05d}"
             mesh = self._folder / f"{job_id}.npz"
             batch.write_job_mesh(mesh, request.vertices, request.polygons, request.mask)
-            sent = options.job_options()
-            lines.append(batch.job_line(
-                job_id, mesh, item.prompt, self._folder / "out" / f"{job_id}.npz",
-                seed=sent["seed"], steps=sent["steps"], guidance=sent["guidance"],
-                num_traj=sent["num_traj"], frames=sent["frames"], strength=sent["strength"],
-                quality=sent["quality"], solver=sent["solver"], then=sent["then"] or None,
-                loop=sent["loop"], mask=f"{mesh}:mask" if request.mask is not None else None,
-                mask_falloff=sent["mask_falloff"], variations=sent["variations"]))
+            # every animate option travels under its own name; model and device are the batch's
+            sent = {k: v for k, v in options.job_options().items() if k in batch.OPTION_NAMES}
+            if request.mask is not None:
+                sent["mask"] = f"{mesh}:mask"
+            lines.append(batch.job_line(job_id, mesh, item.prompt,
+                                        self._folder / "out" / f"{job_id}.npz", **sent))
             self._jobs[job_id] = (item, request, options)
         path = self._folder / "jobs.jsonl"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")

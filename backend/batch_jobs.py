@@ -69,10 +69,14 @@ class BatchJob:
 
     def outputs(self) -> list[Path]:
         """The files this job writes: OUT, or OUT_1 .. OUT_K for K variations."""
-        count = int(self.options.get("variations") or 1)
-        if count == 1:
-            return [self.out]
-        return [self.out.with_name(f"{self.out.stem}_{i}{self.out.suffix}") for i in range(1, count + 1)]
+        return take_paths(self.out, int(self.options.get("variations") or 1))
+
+
+def take_paths(out: Path, count: int) -> list[Path]:
+    """Where `count` takes of one request go: OUT itself, or OUT_1 .. OUT_K (animate's naming)."""
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, count + 1)]
 
 
 def read_jobs(path: str | Path) -> list[BatchJob]:

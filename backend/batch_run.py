@@ -23,7 +23,7 @@ import numpy as np
 from aam_seam.arrays import save_npz_atomically
 from aam_seam.codes import RETRYABLE, ErrorCode
 
-from .batch_jobs import BatchJob, BatchStatus
+from .batch_jobs import BatchJob, BatchStatus, take_paths
 from .errors import UserError
 
 EventFn = Callable[[dict], None]
@@ -101,10 +101,8 @@ def write_takes(out: Path, takes, seeds, faces, prompt: str, then: list[str], lo
     from .mesh import triangulate
 
     triangles = triangulate(faces)
-    several = len(seeds) > 1
     written = []
-    for number, (clip, seed) in enumerate(zip(takes, seeds), start=1):
-        path = out.with_name(f"{out.stem}_{number}{out.suffix}") if several else out
+    for path, clip, seed in zip(take_paths(out, len(seeds)), takes, seeds):
         try:
             save_npz_atomically(path, compress=True, frames=clip, faces=triangles,
                                 prompt=np.array(prompt), then=np.array(then, dtype=str),

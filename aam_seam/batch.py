@@ -20,7 +20,7 @@ from .arrays import padded_polygons
 from .atomic import write_atomically
 
 OPTION_NAMES = ("seed", "steps", "guidance", "num_traj", "frames", "strength", "quality", "solver",
-                "then", "repeat", "loop", "mask", "mask_falloff", "variations")
+                "then", "repeat", "loop", "mask", "mask_falloff", "variations", "keep_shape")
 EVENTS = ("cluster", "started", "done", "retry", "failed", "worker_died")
 
 

@@ -36,6 +36,13 @@ QUALITY_PRESETS = {
     "standard": "16 flow evaluations: about 4% from the 128-evaluation reference, 7x faster",
     "reference": "the model's own schedule (the official 126 evaluations for the official weights)",
 }
+# Keep Shape: how each frame is pulled back towards the mesh's own edge lengths (backend/rigidity.py)
+KEEP_SHAPE_MODES = {
+    "off": "the frames as the model made them",
+    "auto": "keep edge lengths where the motion is rigid or articulated, leave deformations alone",
+    "on": "keep edge lengths on every take (grow, melt and squash lose some of their deformation)",
+}
+DEFAULT_KEEP_SHAPE = "auto"  # chosen by measurement: see the model card's Keep Shape table
 DEFAULT_QUALITY = "standard"
 DEFAULT_LOOP = "auto"  # chosen by measurement: see the README's loop table
 MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it
@@ -127,6 +134,11 @@ def check_quality(quality) -> None:
         raise _bad(f"unknown quality {quality!r}; choose {', '.join(QUALITY_PRESETS)}.")
 
 
+def check_keep_shape(keep_shape) -> None:
+    if keep_shape is not None and keep_shape not in KEEP_SHAPE_MODES:
+        raise _bad(f"unknown keep shape mode {keep_shape!r}; choose {', '.join(KEEP_SHAPE_MODES)}.")
+
+
 def check_variations(variations) -> None:
     if variations is not None and not 1 <= _whole("variations", variations) <= MAX_VARIATIONS:
         raise _bad(f"variations must be between 1 and {MAX_VARIATIONS} (got {variations}); each is one "
@@ -174,9 +186,10 @@ def check_prompt_text(prompt) -> None:
 
 def check_request_values(*, seed=None, steps=None, num_traj=None, guidance=None, prompt=None,
                          frames=None, strength=None, then=None, loop=None, variations=None,
-                         mask_falloff=None, quality=None) -> None:
+                         mask_falloff=None, quality=None, keep_shape=None) -> None:
     """Every range above at once (None: the model's default, always allowed)."""
     check_quality(quality)
+    check_keep_shape(keep_shape)
     check_then(then)
     check_loop(loop)
     check_variations(variations)

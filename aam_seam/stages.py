@@ -17,6 +17,7 @@ class Stage(StrEnum):
     TEXT = "text"
     SAMPLE = "sample"
     DECODE = "decode"
+    SHAPE = "shape"        # Keep Shape, frame by frame
     WRITE = "write"
 
 
@@ -28,7 +29,8 @@ _BAR = {
     Stage.ENCODE: (0.1, 0.14, "encoding the shape"),
     Stage.TEXT: (0.14, 0.16, "reading the prompt"),
     Stage.SAMPLE: (0.16, 0.94, "sampling the motion"),
-    Stage.DECODE: (0.94, 0.98, "decoding"),
+    Stage.DECODE: (0.94, 0.96, "decoding"),
+    Stage.SHAPE: (0.96, 0.98, "keeping the shape"),
     Stage.WRITE: (0.98, 1.0, "writing the result"),
 }
 

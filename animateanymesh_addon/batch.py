@@ -40,13 +40,15 @@ MASK_PROPERTY = "aam_mask"                  # a vertex group: only it moves ("":
 MASK_FALLOFF_PROPERTY = "aam_mask_falloff"  # 0..1 of the mesh's size
 VARIATIONS_PROPERTY = "aam_variations"      # takes side by side, each on a copy
 BONES_PROPERTY = "aam_bones"                # Write: Armature, its deforming bones
+KEEP_SHAPE_PROPERTY = "aam_keep_shape"      # off, auto or on
 OVERRIDE_PROPERTIES = (THEN_PROPERTY, REPEAT_PROPERTY, LOOP_PROPERTY, MASK_PROPERTY,
-                       MASK_FALLOFF_PROPERTY, VARIATIONS_PROPERTY, BONES_PROPERTY)
+                       MASK_FALLOFF_PROPERTY, VARIATIONS_PROPERTY, BONES_PROPERTY, KEEP_SHAPE_PROPERTY)
 OVERRIDES_HELP = (f"Other custom properties override the panel per object: {THEN_PROPERTY} (the "
                   f"prompts that follow, one per line; empty: none), {REPEAT_PROPERTY}, "
                   f"{LOOP_PROPERTY} ({', '.join(limits.LOOP_METHODS)} or off), {MASK_PROPERTY} (a "
                   f"vertex group; empty: no mask), {MASK_FALLOFF_PROPERTY}, {VARIATIONS_PROPERTY}, "
-                  f"{BONES_PROPERTY} (Write: Armature)")
+                  f"{BONES_PROPERTY} (Write: Armature), {KEEP_SHAPE_PROPERTY} "
+                  f"({', '.join(limits.KEEP_SHAPE_MODES)})")
 _NO_LOOP = ("", "off", "none", "no", "false")
 
 
@@ -73,11 +75,12 @@ class QueueItem:
     mask_falloff: float | None = None
     variations: int = 1
     bones: int | None = None        # None: the panel's
+    keep_shape: str | None = None   # None: the backend's default
 
     def settings(self) -> dict:
         return {"chain": list(self.chain), "repeat": self.repeat, "loop": self.loop,
                 "mask": self.mask, "mask_falloff": self.mask_falloff, "variations": self.variations,
-                "bones": self.bones}
+                "bones": self.bones, "keep_shape": self.keep_shape}
 
     @classmethod
     def from_dict(cls, data: dict) -> "QueueItem":
@@ -249,7 +252,7 @@ def _whole(name: str, prop: str, value, low: int, high: int) -> int:
 
 def object_settings(name: str, props, defaults: dict) -> dict:
     """The settings of one object of a batch: `defaults` (the panel's chain, repeat, loop, mask,
-    mask_falloff, variations) with the object's own custom properties `props` (a mapping) over
+    mask_falloff, variations, bones, keep_shape) with the object's own custom properties `props` (a mapping) over
     them. Raises QueueError naming the object, the property and the fix."""
     out = dict(defaults)
     if THEN_PROPERTY in props:
@@ -289,6 +292,13 @@ def object_settings(name: str, props, defaults: dict) -> dict:
                                    limits.MAX_VARIATIONS)
     if BONES_PROPERTY in props:
         out["bones"] = _whole(name, BONES_PROPERTY, props[BONES_PROPERTY], 1, MAX_BONES)
+    if KEEP_SHAPE_PROPERTY in props:
+        value = props[KEEP_SHAPE_PROPERTY]
+        mode = value.strip().lower() if isinstance(value, str) else None
+        if mode not in limits.KEEP_SHAPE_MODES:
+            raise _override_error(name, KEEP_SHAPE_PROPERTY, value, f"use {', '.join(limits.KEEP_SHAPE_MODES)}, "
+                                  "or remove the property to use the panel's Keep Shape.")
+        out["keep_shape"] = mode
     return out
 
 

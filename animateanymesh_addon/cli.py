@@ -5,7 +5,7 @@
         [--quality draft|standard|reference] [--steps K] [--solver NAME] [--guidance G]
         [--num-traj N] [--device auto|cpu|cuda]
         [--then PROMPT ...] [--repeat K] [--loop [METHOD]] [--mask GROUP [--mask-falloff F]]
-        [--variations K] [--frames N | --seconds S] [--strength X] [--set-range]
+        [--variations K] [--keep-shape off|auto|on] [--frames N | --seconds S] [--strength X] [--set-range]
         [--mode TARGET | --armature [BONES]] [--frame-start F] [--frame-step S] [--no-keep-rest]
         [--separately] [--preview PNG [--preview-size PX] [--preview-columns C]
         [--preview-frames N]] [--python BACKEND_PYTHON] [--ray [ADDRESS] [--ray-workers W]]
@@ -15,8 +15,8 @@ from the folder the extension is installed in (then the package is `animateanyme
 the same operators, backend client and backend process as the panel: Animate for the selected
 objects (`--objects`, or every mesh of the scene), Animate Collection for `--collection` (each
 object on its own, with its own prompt from the `aam_prompt` custom property when it has one,
-and the other settings from `aam_then`, `aam_repeat`, `aam_loop`, `aam_mask`, `aam_mask_falloff`
-and `aam_variations` when it has them). With --variations K each take plays on a copy of the
+and the other settings from `aam_then`, `aam_repeat`, `aam_loop`, `aam_mask`, `aam_mask_falloff`,
+`aam_variations` and `aam_keep_shape` when it has them). With --variations K each take plays on a copy of the
 objects in the collection "Variations" (a line per take says its seed); the originals stay.
 
 INPUT: .blend, .glb / .gltf, .fbx or .obj. OUTPUT: .blend (point caches are written next to it
@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--variations", type=int, default=1, metavar="K",
                    help="K takes (seeds seed, seed+1, ...), each on a copy in the collection "
                         "'Variations'")
+    a.add_argument("--keep-shape", choices=list(limits.KEEP_SHAPE_MODES), default=limits.DEFAULT_KEEP_SHAPE,
+                   help=f"pull every frame back towards the mesh's edge lengths (default "
+                   f"{limits.DEFAULT_KEEP_SHAPE}): " + "; ".join(
+                       f"{name}: {text}" for name, text in limits.KEEP_SHAPE_MODES.items()))
     a.add_argument("--set-range", action="store_true",
                    help="make the scene's frame range the clip's (saved in a .blend output)")
     a.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -314,6 +318,7 @@ def animate(args) -> int:
         s.chain.add().prompt = text
     s.repeat, s.variations = args.repeat, args.variations
     s.loop = args.loop.upper() if args.loop else "OFF"
+    s.keep_shape = args.keep_shape.upper()
     s.mask_group, s.mask_falloff = args.mask, args.mask_falloff or 0.0
     s.set_scene_range = args.set_range
     s.device = args.device.upper()

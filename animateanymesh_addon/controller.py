@@ -68,6 +68,7 @@ class AnimateOptions:
     chain: tuple = ()               # prompts that follow the prompt, one segment each
     repeat: int = 1                 # the prompt and its chain played this many times
     loop: str | None = None         # a limits.LOOP_METHODS name; None: no loop
+    keep_shape: str | None = None   # a limits.KEEP_SHAPE_MODES name; None: the backend's default
     mask_group: str = ""            # a vertex group: only it moves ("": the whole mesh)
     mask_falloff: float | None = None  # the mask's soft edge, a share of the mesh's size
     variations: int = 1             # takes side by side, each on a copy (variations.py)
@@ -94,6 +95,7 @@ class AnimateOptions:
                 "frames": self.frames or None, "device": self.device,
                 "strength": None if self.strength == 1.0 else float(self.strength),
                 "then": self.then, "loop": self.loop or None,
+                "keep_shape": None if self.keep_shape in (None, "", limits.DEFAULT_KEEP_SHAPE) else self.keep_shape,
                 "variations": int(self.variations) if self.variations != 1 else None,
                 "mask_falloff": float(self.mask_falloff) if self.mask_group and self.mask_falloff
                 else None}
@@ -117,6 +119,7 @@ class AnimateOptions:
             limits.check_repeat(self.repeat)
             limits.check_then(self.then)
             limits.check_loop(self.loop or None)
+            limits.check_keep_shape(self.keep_shape or None)
             limits.check_variations(self.variations)
             limits.check_mask_falloff(self.mask_falloff)
         except SeamError as exc:
@@ -229,6 +232,7 @@ def request_signature(requests: list[MeshRequest], options: AnimateOptions) -> s
     sent = options.job_options()
     inference["mask_falloff"] = sent["mask_falloff"]
     inference["quality"] = sent["quality"]  # None and the default preset give the same frames
+    inference["keep_shape"] = sent["keep_shape"]
     h.update(json.dumps(inference, sort_keys=True).encode())
     for request in requests:
         for part in request.parts:
@@ -747,6 +751,6 @@ def item_options(options: AnimateOptions, item) -> AnimateOptions:
     """The options of one batch item: the batch's, with the item's prompt and its own settings
     (resolved from the panel and the object's custom properties when the queue was built)."""
     return replace(options, prompt=item.prompt, chain=tuple(item.chain), repeat=int(item.repeat),
-                   loop=item.loop or None, mask_group=item.mask or "",
+                   loop=item.loop or None, mask_group=item.mask or "", keep_shape=item.keep_shape,
                    mask_falloff=item.mask_falloff, variations=int(item.variations or 1),
                    bones=int(item.bones or options.bones))

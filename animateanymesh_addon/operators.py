@@ -24,9 +24,10 @@ from . import session, targets, variations
 from .backend_setup import SetupError
 from .controller import (AnimateError, AnimateOptions, AnimateRun, BatchRun, clip_range,
                          frame_scene_range, item_options)
-from .props import (LOOP_ITEMS, MAX_SEED, QUALITY_DESCRIPTION, QUALITY_ITEMS, SOLVER_DESCRIPTION,
-                    STEPS_DESCRIPTION, VARIATIONS_DESCRIPTION, loop_identifier, loop_method,
-                    quality_identifier, quality_preset, solver_search)
+from .props import (KEEP_SHAPE_DESCRIPTION, KEEP_SHAPE_ITEMS, LOOP_ITEMS, MAX_SEED, QUALITY_DESCRIPTION,
+                    QUALITY_ITEMS, SOLVER_DESCRIPTION, STEPS_DESCRIPTION, VARIATIONS_DESCRIPTION,
+                    keep_shape_mode, loop_identifier, loop_method, quality_identifier, quality_preset,
+                    solver_search)
 from .seam import ErrorCode, limits
 from .writeback import WritebackError, frame_step_for_fps, frames_for_seconds
 
@@ -70,7 +71,7 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         chain=tuple(item.prompt for item in s.chain),
         repeat=s.repeat, loop=loop_method(s.loop), mask_group=s.mask_group.strip(),
         mask_falloff=s.mask_falloff or None, variations=s.variations,
-        set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
+        keep_shape=keep_shape_mode(s.keep_shape), set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together, bones=s.bones)
     return options, device
@@ -279,6 +280,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
                                   description="Play the prompt and its chain this many times",
                                   **_skip())
     loop: bpy.props.EnumProperty(name="Loop", items=LOOP_ITEMS, **_skip())
+    keep_shape: bpy.props.EnumProperty(name="Keep Shape", items=KEEP_SHAPE_ITEMS,
+                                       description=KEEP_SHAPE_DESCRIPTION, **_skip())
     mask_group: bpy.props.StringProperty(name="Mask", description="A vertex group of each object: "
                                          "only it moves, by its weights (empty: the whole mesh)",
                                          **_skip())
@@ -352,6 +355,8 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             self.then = "\n".join(defaults.chain)
         if not props.is_property_set("loop"):
             self.loop = loop_identifier(defaults.loop)
+        if not props.is_property_set("keep_shape"):
+            self.keep_shape = (defaults.keep_shape or limits.DEFAULT_KEEP_SHAPE).upper()
         if not props.is_property_set("quality"):
             self.quality = quality_identifier(defaults.quality)
         then = self.then.strip("\n")
@@ -363,7 +368,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
             chain=tuple(then.split("\n")) if then else (), repeat=self.repeat,
             loop=loop_method(self.loop), mask_group=self.mask_group.strip(),
             mask_falloff=self.mask_falloff or None, variations=self.variations,
-            set_scene_range=self.set_scene_range,
+            keep_shape=keep_shape_mode(self.keep_shape), set_scene_range=self.set_scene_range,
             device=DEVICE_VALUES[self.device], frame_start=self.frame_start,
             frame_step=self.frame_step, mode=self.mode, keep_rest=self.keep_rest,
             together=self.together, cache_dir=bpy.path.abspath(self.cache_dir) if self.cache_dir else "")
@@ -777,7 +782,7 @@ class ANIMATEANYMESH_OT_animate_collection(_RunOperator, bpy.types.Operator):
             defaults = {"chain": list(options.chain), "repeat": options.repeat,
                         "loop": options.loop, "mask": options.mask_group,
                         "mask_falloff": options.mask_falloff, "variations": options.variations,
-                        "bones": options.bones}
+                        "bones": options.bones, "keep_shape": options.keep_shape}
             entries = [(o.name, str(o.get(prop, "") or ""), self._object_settings(o, defaults))
                        for o in meshes]
             queue = batchq.BatchQueue.for_objects(entries, default_prompt,

@@ -101,6 +101,7 @@ class VIEW3D_PT_animateanymesh(bpy.types.Panel):
         col.separator()
         col.prop(s, "repeat")
         col.prop(s, "loop")
+        col.prop(s, "keep_shape")
         obj = context.active_object
         if obj is not None and obj.type == "MESH":
             col.prop_search(s, "mask_group", obj, "vertex_groups", text="Mask")

@@ -75,6 +75,19 @@ def loop_identifier(method: str | None) -> str:
     return method.upper() if method else LOOP_OFF
 
 
+# Keep Shape: the modes the request knows, as enum items (OFF / AUTO / ON)
+KEEP_SHAPE_ITEMS = [(name.upper(), name.capitalize(), description[:1].upper() + description[1:])
+                    for name, description in limits.KEEP_SHAPE_MODES.items()]
+KEEP_SHAPE_DESCRIPTION = ("Pull every frame back towards the mesh's own edge lengths, so that a rigid "
+                          "or articulated motion does not stretch the surface (Animate Collection: "
+                          "custom property aam_keep_shape, off, auto or on)")
+
+
+def keep_shape_mode(identifier: str) -> str | None:
+    """A Keep Shape enum value -> the request's mode (None: the backend's default)."""
+    return identifier.lower() if identifier else None
+
+
 THEN_DESCRIPTION = ("Prompts that follow the main prompt, one segment each; every segment starts "
                     "from the last pose of the one before (in Animate Collection: an object's "
                     "custom property aam_then, one prompt per line)")
@@ -131,6 +144,9 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
         description="Make the clip loop: its end flows into its start. The clip is one period, and "
                     "Set Scene Range makes the scene's range exactly that period (Animate "
                     "Collection: custom property aam_loop, a method's name or off)")
+    keep_shape: bpy.props.EnumProperty(name="Keep Shape", items=KEEP_SHAPE_ITEMS,
+                                       default=limits.DEFAULT_KEEP_SHAPE.upper(),
+                                       description=KEEP_SHAPE_DESCRIPTION)
     mask_group: bpy.props.StringProperty(name="Mask", default="", description=MASK_DESCRIPTION)
     mask_falloff: bpy.props.FloatProperty(
         name="Falloff", default=0.0, min=0.0, max=limits.MAX_FALLOFF, subtype="FACTOR",

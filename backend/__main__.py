@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from aam_seam.codes import SeamError
-from aam_seam.limits import DEFAULT_LOOP, DEFAULT_QUALITY, LOOP_METHODS, QUALITY_PRESETS, chained, check_repeat
+from aam_seam.limits import (DEFAULT_KEEP_SHAPE, DEFAULT_LOOP, DEFAULT_QUALITY, KEEP_SHAPE_MODES, LOOP_METHODS,
+                             QUALITY_PRESETS, chained, check_repeat)
 
 from .denormals import flush_denormals
 from .errors import UserError
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--loop", nargs="?", const=DEFAULT_LOOP, default=None, choices=list(LOOP_METHODS),
                    help=f"make the clip loop seamlessly (method, default {DEFAULT_LOOP}): "
                    + "; ".join(f"{k}: {v}" for k, v in LOOP_METHODS.items()))
+    a.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
+                   help=f"pull each frame back towards the mesh's edge lengths (default {DEFAULT_KEEP_SHAPE}): "
+                   + "; ".join(f"{k}: {v}" for k, v in KEEP_SHAPE_MODES.items()))
     a.add_argument("--mask", default=None, metavar="WEIGHTS",
                    help="per-vertex weights 0 (pinned) to 1 (free): a .npy, or a .npz's 'mask' array "
                    "(FILE.npz:NAME for another array)")
@@ -233,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ground-truth clips per family the judge learns from (default 40)")
     ep.add_argument("--judge-steps", type=int, default=3000, help="training steps of the judge")
     ep.add_argument("--threads", type=int, default=0, help="torch's CPU threads (0: torch's default)")
+    ep.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
+                    help=f"Keep Shape of every take (default {DEFAULT_KEEP_SHAPE}, as animate)")
+    ep.add_argument("--keep-shape-study", action="store_true",
+                    help="make every take with Keep Shape off, then measure it off, on and auto at "
+                    "several thresholds (edge distortion, motion kept, top-1)")
     ep.add_argument("--out", type=Path, default=None, help="also write one JSON line per take (.jsonl)")
     ep.set_defaults(run=cmd_eval_prompts)
 
@@ -303,10 +312,11 @@ def cmd_animate(args) -> int:
                      solver=args.solver, quality=args.quality, device=args.device,
                      precision=args.precision, frames=args.frames, strength=args.strength, then=then, loop=args.loop,
                      mask=mask, mask_falloff=args.mask_falloff, variations=args.variations,
-                     progress=ConsoleProgress())
+                     keep_shape=args.keep_shape, progress=ConsoleProgress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    written = write_takes(args.out, result.takes, result.seeds, faces, args.prompt, then, args.loop)
+    written = write_takes(args.out, result.takes, result.seeds, faces, args.prompt, then, args.loop,
+                          args.keep_shape)
     for path, clip, seed in zip(written, result.takes, result.seeds):
         print(f"wrote {path}: {clip.shape[0]} frames x {clip.shape[1]} vertices, seed {seed}"
               + (", loops" if args.loop else ""))
@@ -531,7 +541,8 @@ def cmd_eval_prompts(args) -> int:
         report = ep.run(model_dir, meshes, families=families, classes=classes,
                         per_class=args.subjects_per_class, seeds=seeds, quality=args.quality,
                         num_traj=args.num_traj, judge_clips=args.judge_clips,
-                        judge_steps=args.judge_steps, on_record=add, log=ep.log_stderr)
+                        judge_steps=args.judge_steps, keep_shape=args.keep_shape,
+                        shape_study=args.keep_shape_study, on_record=add, log=ep.log_stderr)
         ok = True
     finally:
         if finish:

@@ -46,6 +46,7 @@ OPTION_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "mask": ((str,), "a weights file (.npy, .npz or FILE.npz:NAME)"),
     "mask_falloff": ((int, float), "a number"),
     "variations": ((int,), "an integer"),
+    "keep_shape": ((str,), "a keep shape mode (off, auto, on)"),
 }
 REQUIRED_KEYS = ("mesh", "prompt", "out")
 KNOWN_KEYS = ("id", *REQUIRED_KEYS, *OPTION_KEYS)

@@ -25,7 +25,7 @@ from aam_seam.stages import Stage
 from . import mesh as meshprep
 from .errors import UserError
 from .model_folder import LoadedModel, load_model
-from . import masks
+from . import masks, rigidity
 from .joins import join_segments
 from .loops import LOOPS
 from .models.farthest_point_sampling import sample_token_indices
@@ -87,7 +87,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
             num_traj: int | None = None, solver: str | None = None, quality: str | None = None,
             device: str | None = None, frames: int | None = None, strength: float | None = None, then=(),
             loop: str | None = None, mask=None, mask_falloff: float | None = None,
-            variations: int | None = None, precision: str = "fp32",
+            variations: int | None = None, keep_shape: str | None = None, precision: str = "fp32",
             progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
             token_indices: np.ndarray | None = None, noise: np.ndarray | None = None) -> AnimationResult:
     """Animate a mesh from a prompt. Returns takes (K, T, N, 3) in the input's units and order.
@@ -98,6 +98,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     `strength` scales its motion and `mask` (one weight per vertex, 0 pinned) scales each
     vertex's, softened over `mask_falloff` of the diagonal (masks.py). `variations` K makes K
     takes with seeds seed, seed + 1, ... in one batched pass; take k equals a run with that seed.
+    `keep_shape` pulls each frame back towards the mesh's edge lengths (rigidity.py; default
+    limits.DEFAULT_KEEP_SHAPE), before the clip is looped, retimed, scaled or masked.
 
     vertices (N, 3); faces: (M, k) array or a list of polygons (quads and n-gons are
     triangulated; no faces animates a point cloud). token_indices / noise inject the random
@@ -108,7 +110,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         limits.check_request_values(seed=seed, steps=steps, num_traj=num_traj, guidance=guidance,
                                     prompt=prompt, frames=frames, strength=strength,
                                     then=list(then or ()), loop=loop, variations=variations,
-                                    mask_falloff=mask_falloff, quality=quality)
+                                    mask_falloff=mask_falloff, quality=quality, keep_shape=keep_shape)
     except SeamError as exc:
         raise UserError(exc.message, code=exc.code) from None
     prompts = [prompt, *(then or ())]
@@ -191,6 +193,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         message = weak_take_warning(clip[:length])  # judged on the take itself, before any strength
         if message:
             weak.append((take, message))
+        clip = shaped(clip, prep.edges, keep_shape or limits.DEFAULT_KEEP_SHAPE, timings,
+                      lambda done, total, take=take: checkpoint(Stage.SHAPE, take * total + done, count * total))
         if method is not None:
             clip = method.close(clip, length)
             clip = retime_loop(clip, int(frames)) if frames is not None else clip
@@ -204,6 +208,18 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     for take, message in weak:
         warnings.append(message if count == 1 else f"take {take + 1} (seed {seeds[take]}): {message}")
     return AnimationResult(np.stack(takes), seeds, warnings, timings, k, seams=seams)
+
+
+def shaped(clip: np.ndarray, edges: np.ndarray, mode: str, timings: dict, step=None) -> np.ndarray:
+    """The joined clip after Keep Shape (frame 0 is the rest pose every segment started from).
+    `step(done, total)` is called between iterations: progress, and the place to cancel."""
+    if mode == "off" or not len(edges):
+        return clip
+    clock = time.perf_counter()
+    clip = rigidity.keep_shape(torch.from_numpy(np.ascontiguousarray(clip, np.float32)), torch.from_numpy(edges),
+                               mode, step=step).frames.numpy()
+    timings["keep_shape"] = timings.get("keep_shape", 0.0) + time.perf_counter() - clock
+    return clip
 
 
 class _SegmentGenerator:

@@ -315,7 +315,7 @@ class Server:
                                             strength=message.strength, then=message.then,
                                             loop=message.loop, variations=message.variations,
                                             mask_falloff=message.mask_falloff,
-                                            quality=message.quality)
+                                            quality=message.quality, keep_shape=message.keep_shape)
             except SeamError as exc:
                 self.channel.send(proto.Error(id=message.id, code=exc.code, message=exc.message))
                 return
@@ -403,7 +403,8 @@ class Server:
                          num_traj=request.num_traj, device=str(device), precision=request.precision,
                          frames=request.frames, strength=request.strength, then=request.then,
                          loop=request.loop, mask=mask, mask_falloff=request.mask_falloff,
-                         variations=request.variations, progress=progress, cancel=cancelled)
+                         variations=request.variations, keep_shape=request.keep_shape,
+                         progress=progress, cancel=cancelled)
         for text in result.warnings:
             self.channel.send(proto.Notice(id=job_id, message=text))
         progress(Stage.WRITE, 0, 1)

@@ -101,11 +101,32 @@ def test_masked_vertices_stay_pinned_and_the_rest_moves(model):
     (dict(loop="spiral"), "unknown loop method"),
     (dict(variations=0), "variations must be between"),
     (dict(mask_falloff=-0.1), "mask falloff"),
+    (dict(keep_shape="rigid"), "unknown keep shape mode 'rigid'; choose off, auto, on"),
 ])
 def test_bad_values_are_one_clear_sentence_before_any_work(options, words, tmp_path):
     verts, faces = grid()
     with pytest.raises(UserError, match=words):
         animate(verts, faces, "a flag waves", model=tmp_path / "no-model-needed", **options)
+
+
+def test_keep_shape_pulls_every_frame_towards_the_rest_edge_lengths(model):
+    from backend.evaluate import edge_distortion
+    from backend.mesh import prepare_mesh
+
+    verts, faces = grid()
+    edges = prepare_mesh(verts, faces).edges
+    stages = []
+    takes = {mode: animate(verts, faces, "a flag waves", model=model, seed=3, keep_shape=mode,
+                           progress=lambda stage, done, total: stages.append((mode, stage)), **FAST).frames
+             for mode in ("off", "on", "auto")}
+    assert edge_distortion(takes["on"], edges) < 0.5 * edge_distortion(takes["off"], edges)
+    assert edge_distortion(takes["off"], edges) > 0.003
+    np.testing.assert_array_equal(takes["on"][0], takes["off"][0])           # frame 0 is the rest pose
+    assert ("on", "shape") in stages and ("off", "shape") not in stages
+    # auto projects or keeps the take as made; and it is the default
+    assert any(np.array_equal(takes["auto"], takes[m]) for m in ("off", "on"))
+    default = animate(verts, faces, "a flag waves", model=model, seed=3, **FAST).frames
+    np.testing.assert_array_equal(default, takes["auto"])
 
 
 def test_the_command_line_writes_one_file_per_take_and_a_sheet(tmp_path, tiny_model_dir):
@@ -117,7 +138,7 @@ def test_the_command_line_writes_one_file_per_take_and_a_sheet(tmp_path, tiny_mo
     run = subprocess.run([sys.executable, "-m", "backend", "animate", str(mesh), "--prompt", "a flag waves",
                           "--then", "it bends", "--repeat", "2", "--loop", "--mask", str(tmp_path / "w.npy"),
                           "--variations", "2", "--seed", "5", "--model", str(tiny_model_dir),
-                          "--steps", "3", "--num-traj", "32", "--out", str(out),
+                          "--steps", "3", "--num-traj", "32", "--out", str(out), "--keep-shape", "on",
                           "--preview", str(tmp_path / "sheet.png")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     files = [tmp_path / "take_1.npz", tmp_path / "take_2.npz"]
@@ -125,6 +146,10 @@ def test_the_command_line_writes_one_file_per_take_and_a_sheet(tmp_path, tiny_mo
     assert seeds == [5, 6] and not out.exists()
     data = np.load(files[0])
     assert list(data["then"]) == ["it bends", "a flag waves", "it bends"] and str(data["loop"]) == "auto"
+    assert str(data["keep_shape"]) == "on"
+    same = animate(verts, faces, "a flag waves", model=tiny_model_dir, seed=5, then=list(data["then"]),
+                   loop="auto", mask=np.load(tmp_path / "w.npy"), keep_shape="on", steps=3, num_traj=32)
+    np.testing.assert_allclose(data["frames"], same.frames, atol=5e-4)   # 20 units across
     from PIL import Image
 
     assert Image.open(tmp_path / "sheet.png").size[1] == 2 * 192        # one row per take

@@ -49,6 +49,7 @@ def test_every_problem_of_a_jobs_file_is_named_before_anything_runs(mesh_folder,
         {"mesh": "grid.obj", "prompt": "a flag waves", "out": "e.npz", "quality": "ultra"},
         {"mesh": "grid.obj", "prompt": "a flag waves", "out": "a.npz"},
         {"mesh": "grid.obj", "prompt": "a flag waves", "out": "f.obj"},
+        {"mesh": "grid.obj", "prompt": "a flag waves", "out": "g.npz", "keep_shape": "rigid"},
     ])
     with pytest.raises(UserError) as caught:
         read_jobs(jobs)
@@ -56,7 +57,7 @@ def test_every_problem_of_a_jobs_file_is_named_before_anything_runs(mesh_folder,
     for expected in ("line 2: not JSON", "line 3: unknown key 'prompts'", "line 4: 'prompt' is missing",
                      "line 5: 'seed' must be an integer", "line 6: unknown quality 'ultra'",
                      "line 7: writes a.npz as line 1 does", "line 8: 'out' must end in .npz",
-                     "Nothing was run"):
+                     "line 9: unknown keep shape mode 'rigid'", "Nothing was run"):
         assert expected in text, (expected, text)
     assert backend_main(["batch", str(jobs), "--model", str(tiny_model_dir)]) == 2
     err = capsys.readouterr().err
@@ -68,11 +69,11 @@ def test_options_keep_their_animate_names_and_paths_follow_the_jobs_file(mesh_fo
     (jobs,) = read_jobs(write_jobs(mesh_folder, [
         {"id": "wave", "mesh": "grid.obj", "prompt": "a flag waves", "out": "takes/w.npz",
          "then": "a flag spins", "repeat": 2, "loop": True, "quality": "Draft", "variations": 2,
-         "mask": "weights.npz:legs"}]))
+         "mask": "weights.npz:legs", "keep_shape": "off"}]))
     assert jobs.mesh == mesh_folder / "grid.obj" and jobs.out == mesh_folder / "takes" / "w.npz"
     assert jobs.then == ["a flag spins", "a flag waves", "a flag spins"]
     assert jobs.options["loop"] == DEFAULT_LOOP
-    assert jobs.options["quality"] == "draft"
+    assert jobs.options["quality"] == "draft" and jobs.options["keep_shape"] == "off"
     assert jobs.options["mask"] == f"{mesh_folder / 'weights.npz'}:legs"
     assert [p.name for p in jobs.outputs()] == ["w_1.npz", "w_2.npz"]
 

@@ -878,7 +878,7 @@ def test_panels_preferences_and_offline_refusals(blender_args):
     drawn = {name for kind, name in r["log"] if kind in ("prop", "operator")}
     assert {"prompt", "model", "seed", "guidance", "steps", "num_traj", "frame_start", "mode",
             "device", "together", "batch_collection", "animateanymesh.animate", "chain", "repeat",
-            "loop", "mask_group", "mask_falloff", "variations", "animateanymesh.chain_add",
+            "loop", "keep_shape", "mask_group", "mask_falloff", "variations", "animateanymesh.chain_add",
             "animateanymesh.chain_remove",
             "animateanymesh.new_seed", "animateanymesh.release_memory",
             "animateanymesh.remove_animation", "animateanymesh.animate_collection",

@@ -53,7 +53,7 @@ def _setup(zip_path, python, model_dir):
         calls.append({"prompt": prompt, "mask": None if mask is None else np.asarray(mask).tolist(),
                       **{k: options.get(k) for k in ("then", "loop", "variations", "mask_falloff",
                                                      "frames", "strength", "seed", "quality",
-                                                     "steps", "solver")}})
+                                                     "steps", "solver", "keep_shape")}})
         return submit(vertices, faces, prompt, mask=mask, **options)
 
     client.submit = recording_submit
@@ -184,12 +184,12 @@ def scenario_chain_loop_mask(zip_path: str, python: str, model_dir: str) -> dict
 
     # everything at once: chain + loop + mask with falloff + length + strength
     s.chain.add().prompt = THEN
-    s.loop, s.mask_falloff, s.strength = "BLEND", 0.2, 0.5
+    s.loop, s.mask_falloff, s.strength, s.keep_shape = "BLEND", 0.2, 0.5, "ON"
     s.length, s.length_frames = "FRAMES", 24
     assert bpy.ops.animateanymesh.animate(objects="A") == {"FINISHED"}
     out["combined"] = {"call": calls[-1], "frames": _frames(targets, "A")}
     s.chain.clear()
-    s.loop, s.mask_falloff, s.strength, s.length = "OFF", 0.0, 1.0, "MODEL"
+    s.loop, s.mask_falloff, s.strength, s.length, s.keep_shape = "OFF", 0.0, 1.0, "MODEL", "AUTO"
 
     # bad values: one line each, and nothing in the scene changes
     b = bpy.data.objects["B"]
@@ -456,10 +456,11 @@ def test_chain_loop_and_mask_through_the_animate_operator(blender_args):
 
     combined = r["combined"]
     call = combined["call"]
-    assert (call["then"], call["loop"], call["frames"], call["strength"], call["mask_falloff"]) == (
-        [THEN], "blend", 24, 0.5, pytest.approx(0.2))
+    assert (call["then"], call["loop"], call["frames"], call["strength"], call["mask_falloff"],
+            call["keep_shape"]) == ([THEN], "blend", 24, 0.5, pytest.approx(0.2), "on")
+    assert r["mask"]["call"]["keep_shape"] is None        # the default is the backend's own
     expected = _expected(sent, model, ("A",), then=[THEN], loop="blend", frames=24, strength=0.5,
-                         mask=weights["A"], mask_falloff=0.2)[0]["A"]
+                         mask=weights["A"], mask_falloff=0.2, keep_shape="on")[0]["A"]
     frames = np.asarray(combined["frames"])
     assert frames.shape[0] == 25
     np.testing.assert_allclose(frames[:-1], expected, rtol=0, atol=2e-5)
@@ -545,14 +546,14 @@ def test_batch_overrides_are_parsed_with_the_fix():
     from animateanymesh_addon import batch
 
     defaults = {"chain": ["x"], "repeat": 1, "loop": None, "mask": "", "mask_falloff": None,
-                "variations": 1, "bones": 16}
+                "variations": 1, "bones": 16, "keep_shape": None}
     assert batch.object_settings("A", {}, defaults) == defaults
     got = batch.object_settings("A", {"aam_then": "jump\n\n  spin \n", "aam_repeat": "2",
                                       "aam_loop": "Crossfade", "aam_mask": " Head ",
                                       "aam_mask_falloff": 0.25, "aam_variations": 3,
-                                      "aam_bones": "8"}, defaults)
+                                      "aam_bones": "8", "aam_keep_shape": " On"}, defaults)
     assert got == {"chain": ["jump", "spin"], "repeat": 2, "loop": "crossfade", "mask": "Head",
-                   "mask_falloff": 0.25, "variations": 3, "bones": 8}
+                   "mask_falloff": 0.25, "variations": 3, "bones": 8, "keep_shape": "on"}
     assert batch.object_settings("A", {"aam_then": "", "aam_loop": "off"}, {**defaults, "loop": "blend"})[
         "chain"] == [] and batch.object_settings("A", {"aam_loop": "off"}, {**defaults, "loop": "blend"})[
         "loop"] is None
@@ -561,7 +562,9 @@ def test_batch_overrides_are_parsed_with_the_fix():
                          ({"aam_repeat": 0}, "aam_repeat = 0"), ({"aam_repeat": 1.5}, "aam_repeat = 1.5"),
                          ({"aam_mask_falloff": "nan"}, "aam_mask_falloff = 'nan': use a number from 0 to 1"),
                          ({"aam_then": 3}, "aam_then = 3: make it text"),
-                         ({"aam_bones": 0}, "aam_bones = 0: use a whole number from 1 to 256")]:
+                         ({"aam_bones": 0}, "aam_bones = 0: use a whole number from 1 to 256"),
+                         ({"aam_keep_shape": "rigid"}, "aam_keep_shape = 'rigid': use off, auto, on"),
+                         ({"aam_keep_shape": 1}, "aam_keep_shape = 1: use off, auto, on")]:
         with pytest.raises(batch.QueueError, match="^'A' has custom property " + words.replace("(", r"\(")):
             batch.object_settings("A", props, defaults)
     # items keep their settings through the queue file, and older files without them still load
@@ -571,6 +574,6 @@ def test_batch_overrides_are_parsed_with_the_fix():
     assert then == [["jump", "spin", "wave", "jump", "spin"], []] and loaded.items[1].variations == 1
     old = queue.to_dict()
     for item in old["items"]:
-        for name in ("chain", "repeat", "loop", "mask", "mask_falloff", "variations", "bones"):
+        for name in ("chain", "repeat", "loop", "mask", "mask_falloff", "variations", "bones", "keep_shape"):
             del item[name]
     assert batch.BatchQueue.from_dict(old).items[0].settings() == batch.QueueItem("A", "p").settings()

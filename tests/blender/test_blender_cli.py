@@ -277,6 +277,8 @@ def test_user_errors_exit_2_with_the_fix(tiny_model_dir, tmp_path):
          "--mask-falloff must be between 0 and 1"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--loop", "sideways"],
          "argument --loop: invalid choice: 'sideways'"),
+        ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--keep-shape", "rigid"],
+         "argument --keep-shape: invalid choice: 'rigid'"),
         ([obj, "--prompt", "x", "--out", tmp_path / "o.glb", "--quality", "bogus"],
          "--quality: unknown quality 'bogus'; choose draft, standard, reference."),
         # judged after the file is open: Blender runs, no backend starts

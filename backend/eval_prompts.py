@@ -17,6 +17,10 @@ Per take we keep
   rigid families do not.
 The judge is also shown each family's ground-truth motion on every measured mesh, so a low top-1
 on a mesh can be told apart from a judge that cannot read that mesh.
+
+With `shape_study` every take is made with Keep Shape off and then measured twice more: projected
+(Keep Shape on) and as `auto` would leave it at each threshold of `SHAPE_THRESHOLDS`, so one run
+shows what the projection buys and costs per family, and where `auto`'s threshold belongs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from aam_seam.limits import DEFAULT_KEEP_SHAPE
 
 from .errors import UserError
 
@@ -57,6 +63,8 @@ SUBJECT_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
 # the specific check of issue 20, run on Suzanne with two levels of Subdivision Surface
 CHECK_PROMPTS = ("the monkey head jumps", "a ball jumps", "it jumps")
 CHECK_MESH = ("suzanne", 2)
+# thresholds of Keep Shape auto (rigidity.AUTO_CHANGE) that a shape study compares
+SHAPE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, float("inf"))
 
 
 def whole_body_families() -> list[str]:
@@ -248,10 +256,12 @@ def vocabulary_notes(vocabulary, subjects) -> list[str]:
 
 def run(model_dir: Path, meshes, *, families=None, classes=None, per_class: int = 2, seeds=(1,),
         quality: str = "standard", num_traj: int | None = None, judge_clips: int = 40,
-        judge_steps: int = 3000, on_record=None, log=None) -> PromptReport:
+        judge_steps: int = 3000, keep_shape: str | None = None, shape_study: bool = False,
+        on_record=None, log=None) -> PromptReport:
     """Every (mesh, family, subject, seed) take. `meshes`: reference_meshes.NamedMesh list;
     `on_record(record)` sees each take as it is made (the JSON lines file)."""
     from . import mesh as meshprep
+    from . import rigidity
     from .model_folder import load_model
     from .pipeline import animate
 
@@ -270,11 +280,20 @@ def run(model_dir: Path, meshes, *, families=None, classes=None, per_class: int 
     def take(mesh, edges, prompt, seed):
         start = time.perf_counter()
         result = animate(mesh.vertices, mesh.faces, prompt, model=model, seed=seed, quality=quality,
-                         num_traj=num_traj)
+                         num_traj=num_traj, keep_shape="off" if shape_study else keep_shape)
         frames = result.frames.astype(np.float64)
         unknown = model.vocabulary.unknown(prompt) if model.vocabulary is not None else []
-        return dict(take_metrics(frames, edges), judged_as=judge.label(frames), unknown_words=unknown,
-                    seconds=time.perf_counter() - start)
+        record = dict(take_metrics(frames, edges), judged_as=judge.label(frames), unknown_words=unknown,
+                      seconds=time.perf_counter() - start,
+                      keep_shape="off" if shape_study else keep_shape or DEFAULT_KEEP_SHAPE)
+        if shape_study:
+            kept = rigidity.keep_shape(frames, edges, "on")
+            projected = kept.frames.numpy().astype(np.float64)
+            on = take_metrics(projected, edges)
+            record.update(shape_change=kept.change, on_peak_pct=on["peak_pct"],
+                          on_edge_distortion_pct=on["edge_distortion_pct"],
+                          on_judged_as=judge.label(projected))
+        return record
 
     total = len(meshes) * len(families) * len(subjects) * len(seeds)
     done = 0
@@ -364,6 +383,49 @@ def tables(report: PromptReport) -> dict:
                        for f in report.families}}
 
 
+def shaped_view(record: dict, mode: str, threshold: float | None = None) -> dict:
+    """A shape-study take as Keep Shape `mode` leaves it: distortion, peak, judged family."""
+    from . import rigidity
+
+    limit = rigidity.AUTO_CHANGE if threshold is None else threshold
+    projected = mode == "on" or (mode == "auto" and record["shape_change"] <= limit)
+    prefix = "on_" if projected else ""
+    return {"edge_distortion_pct": record[prefix + "edge_distortion_pct"], "peak_pct": record[prefix + "peak_pct"],
+            "correct": record[prefix + "judged_as"] == record["family"], "projected": projected}
+
+
+def shape_study(records) -> dict:
+    """Per family and per `auto` threshold: edge distortion, motion kept and top-1 under Keep
+    Shape off, on and auto (the records of a `shape_study` run)."""
+    from .data.motions import FAMILY_SPECS
+
+    studied = [r for r in records if "shape_change" in r]
+    if not studied:
+        return {}
+
+    def measure(group, mode, threshold=None):
+        views = [shaped_view(r, mode, threshold) for r in group]
+        return {"edge_distortion_pct": float(np.mean([v["edge_distortion_pct"] for v in views])),
+                "motion_kept": float(np.median([v["peak_pct"] / max(r["peak_pct"], 1e-9)
+                                                for v, r in zip(views, group)])),
+                "top1_pct": 100 * float(np.mean([v["correct"] for v in views])),
+                "projected_pct": 100 * float(np.mean([v["projected"] for v in views]))}
+
+    families: dict = {}
+    for r in studied:
+        families.setdefault(r["family"], []).append(r)
+    rigid = [r for r in studied if FAMILY_SPECS[r["family"]].rigid]
+    deforming = [r for r in studied if not FAMILY_SPECS[r["family"]].rigid]
+    return {"by_family": {f: {"rigid": FAMILY_SPECS[f].rigid,
+                              "change": float(np.median([r["shape_change"] for r in group])),
+                              **{m: measure(group, m) for m in ("off", "on", "auto")}}
+                          for f, group in families.items()},
+            "thresholds": {th: {"rigid": measure(rigid, "auto", th) if rigid else {},
+                                "deforming": measure(deforming, "auto", th) if deforming else {},
+                                "all": measure(studied, "auto", th)}
+                           for th in SHAPE_THRESHOLDS}}
+
+
 def _pct(x: float, digits: int = 0) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}%"
 
@@ -443,6 +505,31 @@ def format_report(report: PromptReport) -> str:
                   "| prompt | seed | peak | judged as |", "|---|---:|---:|---|"]
         for r in report.checks:
             lines.append(f"| {r['prompt']} | {r['seed']} | {_pct(r['peak_pct'], 1)} | {r['judged_as']} |")
+    study = shape_study(report.records)
+    if study:
+        from . import rigidity
+
+        lines += ["", "Keep Shape, each take off / on / auto (auto projects a take when the projection "
+                  f"moves it less than {rigidity.AUTO_CHANGE:g} of its own peak motion); motion kept: "
+                  "median peak over the take's own", "",
+                  "| family | rigid | median change | edge distortion off / on / auto | motion kept on / "
+                  "auto | top-1 off / on / auto | auto projects |", "|---|---|---:|---|---|---|---:|"]
+        for f, s in study["by_family"].items():
+            off, on, auto = s["off"], s["on"], s["auto"]
+            lines.append(f"| {f} | {'yes' if s['rigid'] else 'no'} | {s['change']:.3f} | "
+                         f"{_pct(off['edge_distortion_pct'], 2)} / {_pct(on['edge_distortion_pct'], 2)} / "
+                         f"{_pct(auto['edge_distortion_pct'], 2)} | {on['motion_kept']:.2f}x / "
+                         f"{auto['motion_kept']:.2f}x | {_pct(off['top1_pct'])} / {_pct(on['top1_pct'])} / "
+                         f"{_pct(auto['top1_pct'])} | {_pct(auto['projected_pct'])} |")
+        lines += ["", "Keep Shape auto by threshold (inf: always on)", "",
+                  "| threshold | rigid families: edge distortion, projected | deforming families: motion "
+                  "kept, edge distortion, projected | top-1, all |", "|---:|---|---|---:|"]
+        for th, s in study["thresholds"].items():
+            rg, de = s["rigid"], s["deforming"]
+            rigid_cell = (f"{_pct(rg['edge_distortion_pct'], 2)}, {_pct(rg['projected_pct'])}" if rg else "-")
+            deforming_cell = (f"{de['motion_kept']:.2f}x, {_pct(de['edge_distortion_pct'], 2)}, "
+                              f"{_pct(de['projected_pct'])}" if de else "-")
+            lines.append(f"| {th:g} | {rigid_cell} | {deforming_cell} | {_pct(s['all']['top1_pct'])} |")
     if report.vocabulary_notes:
         lines += [""] + [f"note: {n}" for n in report.vocabulary_notes]
     return "\n".join(lines)

@@ -70,7 +70,8 @@ def test_a_tiny_run_reports_every_class_with_sane_numbers(tmp_path, capsys):
     out = tmp_path / "takes.jsonl"
     code = main(["eval-prompts", "--meshes", "bird:400", "--families", "jump,grow",
                  "--classes", "caption,part", "--subjects-per-class", "1", "--num-traj", "64",
-                 "--quality", "draft", "--judge-clips", "3", "--judge-steps", "40", "--out", str(out)])
+                 "--quality", "draft", "--judge-clips", "3", "--judge-steps", "40", "--keep-shape-study",
+                 "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -82,6 +83,9 @@ def test_a_tiny_run_reports_every_class_with_sane_numbers(tmp_path, capsys):
         assert r["subject"] in r["prompt"]
         if r["class"] == "part":
             assert set(r["subject"].split()) & ep.PART_WORDS
+        # the study's takes are made with Keep Shape off, then projected; projecting stretches less
+        assert r["keep_shape"] == "off" and r["shape_change"] >= 0 and r["on_judged_as"] in ISSUE_FAMILIES
+        assert r["on_edge_distortion_pct"] < r["edge_distortion_pct"] and r["on_peak_pct"] > 0
     report = ep.PromptReport("m", "draft", [1], ["caption", "part"], ["jump", "grow"], [], {},
                              records=records)
     t = ep.tables(report)
@@ -95,6 +99,18 @@ def test_a_tiny_run_reports_every_class_with_sane_numbers(tmp_path, capsys):
         assert heading in printed
     # the judge's record of the ground truth: one share per mesh, a percentage
     assert "| procedural bird" in printed
+    study = ep.shape_study(records)
+    assert set(study["by_family"]) == {"jump", "grow"} and study["by_family"]["jump"]["rigid"]
+    always, never = study["thresholds"][float("inf")]["all"], study["thresholds"][0.05]
+    assert always["projected_pct"] == 100
+    assert always["edge_distortion_pct"] == pytest.approx(
+        sum(r["on_edge_distortion_pct"] for r in records) / len(records))
+    for r in records:
+        assert ep.shaped_view(r, "off")["edge_distortion_pct"] == r["edge_distortion_pct"]
+        assert ep.shaped_view(r, "auto", -1)["projected"] is False
+    assert 0 <= never["all"]["projected_pct"] <= 100
+    for heading in ("Keep Shape, each take off / on / auto", "Keep Shape auto by threshold"):
+        assert heading in printed
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -25,15 +25,17 @@ class PreparedSample:
     captions: list[str]
     family: str | None
     scale: float            # normalisation denominator (original units per normalised unit)
+    noun: str | None = None  # the noun its captions name the mesh with (procedural samples)
 
 
-def prepare_sample(frames: np.ndarray, faces: np.ndarray, captions, family=None) -> PreparedSample:
+def prepare_sample(frames: np.ndarray, faces: np.ndarray, captions, family=None,
+                   noun: str | None = None) -> PreparedSample:
     frames = np.asarray(frames, dtype=np.float32)
     center, denom = meshprep.normalize(frames[0])
     normed = ((frames - center) / denom).astype(np.float32)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     edges = meshprep.adjacency_edges(faces, frames.shape[1])
-    return PreparedSample(normed, edges, list(captions), family, float(denom))
+    return PreparedSample(normed, edges, list(captions), family, float(denom), noun)
 
 
 @dataclass

@@ -21,7 +21,8 @@ def load_prepared(data_dir: Path, T: int) -> list[PreparedSample]:
     prepared = []
     for sample in iter_dataset(data_dir):
         frames = sample.frames if sample.frames.shape[0] == T else resample_frames(sample.frames, T)
-        prepared.append(prepare_sample(frames, sample.faces, sample.captions, sample.family))
+        prepared.append(prepare_sample(frames, sample.faces, sample.captions, sample.family,
+                                       sample.meta.get("noun")))
     if not prepared:
         raise UserError(f"{data_dir} holds no samples (no .npz shards).")
     print(f"loaded {len(prepared)} samples from {data_dir}", file=sys.stderr)

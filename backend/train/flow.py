@@ -50,6 +50,7 @@ class FlowTrainConfig:
     word_dropout_rate: float = 0.3  # then, each word's chance to be left out (one always stays)
     token_dropout: float = 0.0      # chance that a captioned sample shows the flow only the
                                     # sentence embedding (needs flow.sentence_conditioning)
+    subject_swap: float = 0.0       # chance that a caption names its mesh with another subject
     save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
 
     @classmethod
@@ -57,7 +58,7 @@ class FlowTrainConfig:
         cfg = config_from_dict(cls, values)
         from ..errors import UserError
 
-        for name in ("word_dropout", "word_dropout_rate", "token_dropout"):
+        for name in ("word_dropout", "word_dropout_rate", "token_dropout", "subject_swap"):
             value = getattr(cfg, name)
             if not (is_number(value) and 0 <= value < 1):
                 raise UserError(f"{name} must be a number from 0 up to (not including) 1, got {value!r}.")
@@ -87,6 +88,7 @@ class EncodedSet:
     logvar: torch.Tensor    # (S, K, ld)
     captions: list[list[str]]
     families: list[str | None]
+    nouns: list[str | None] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -103,7 +105,8 @@ def encode_dataset(vae, samples, batch_size: int = 16, seed: int = 0) -> Encoded
         enc = vae.encode(batch.frames, batch.edges, tokens, key_bias=batch.key_bias, pc0_embed=feats)
         parts.append((enc.x0.cpu(), enc.mean.cpu(), enc.logvar.cpu()))
     x0, mean, logvar = (torch.cat(p) for p in zip(*parts))
-    return EncodedSet(x0, mean, logvar, [s.captions for s in samples], [s.family for s in samples])
+    return EncodedSet(x0, mean, logvar, [s.captions for s in samples], [s.family for s in samples],
+                      [s.noun for s in samples])
 
 
 def latent_stats(encoded: EncodedSet) -> LatentStats:
@@ -226,6 +229,9 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
         x1 = rescale(torch.cat([encoded.x0[pick], xt], -1), stats)
         chosen = [encoded.captions[i][int(torch.randint(len(encoded.captions[i]), (1,), generator=generator))]
                   for i in pick.tolist()]
+        if cfg.subject_swap:
+            chosen = [resubject(c, i, encoded, cfg.subject_swap, generator)
+                      for c, i in zip(chosen, pick.tolist())]
         if cfg.word_dropout:
             thinned = (torch.rand(len(chosen), generator=generator) < cfg.word_dropout).tolist()
             chosen = [thin_caption(c, cfg.word_dropout_rate, generator) if t else c
@@ -241,14 +247,34 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
     flow.cpu()
     model_dir = Path(out_dir) / "model"
     export_model(model_dir, vae, flow, stats, cfg, text_encoder.width,
-                 vocabulary=training_vocabulary(encoded, init_from))
+                 vocabulary=training_vocabulary(encoded, init_from, cfg.subject_swap > 0))
     print(f"wrote model directory {model_dir}", file=sys.stderr)
     return model_dir
 
 
-def training_vocabulary(encoded: EncodedSet, init_from: Path | None) -> Vocabulary:
-    """The words of the captions this flow learned from, plus those its starting weights knew."""
-    vocab = Vocabulary.from_captions([c for cs in encoded.captions for c in cs], encoded.families)
+def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
+              generator: torch.Generator) -> str:
+    """The caption, or with chance `rate` the same caption about another subject."""
+    from ..data.motions import FAMILY_SPECS
+    from ..data.subjects import draw_subject, swap_subject
+
+    noun = encoded.nouns[index] if encoded.nouns else None
+    if not noun or torch.rand(1, generator=generator).item() >= rate:
+        return caption
+    family = FAMILY_SPECS.get(encoded.families[index] or "")
+    whole_body = family is not None and not family.articulated
+    return swap_subject(caption, noun, draw_subject(whole_body, generator))
+
+
+def training_vocabulary(encoded: EncodedSet, init_from: Path | None, swapped: bool = False) -> Vocabulary:
+    """The words of the captions this flow learned from (with the swapped-in subjects), plus those
+    its starting weights knew."""
+    from ..data.subjects import COMPOUND_NOUNS, OBJECT_NOUNS, PART_WORDS
+
+    captions = [c for cs in encoded.captions for c in cs]
+    if swapped:
+        captions += [" ".join(OBJECT_NOUNS + COMPOUND_NOUNS + PART_WORDS)]
+    vocab = Vocabulary.from_captions(captions, encoded.families)
     if init_from is not None:  # a model directory, or an earlier run whose model/ holds the file
         for folder in (Path(init_from), Path(init_from) / "model"):
             vocab = vocab.merged(load_vocabulary(folder))

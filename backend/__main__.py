@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     e.add_argument("--wording", choices=["dataset", "training"], default="dataset",
                    help="prompt with the clips' own captions, or (diagnostic) with training-template wording")
+    e.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
+                   help=f"Keep Shape of the generated clips (default {DEFAULT_KEEP_SHAPE}, as animate)")
     e.add_argument("--clips", type=Path, default=None,
                    help="also write one JSON line per evaluated clip (prompt, family, what the judge saw)")
     e.set_defaults(run=cmd_eval)
@@ -490,7 +492,7 @@ def cmd_eval(args) -> int:
     try:
         report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
                           classifier_steps=args.judge_steps, guidance=args.guidance,
-                          wording=args.wording, skip=args.skip)
+                          wording=args.wording, skip=args.skip, keep_shape=args.keep_shape)
     except BaseException:
         if created:
             args.clips.unlink(missing_ok=True)

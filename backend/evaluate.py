@@ -163,7 +163,7 @@ class Report:
 
 def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: int = 0,
              steps: int | None = None, classifier_steps: int = 3000, guidance: float | None = None,
-             wording: str = "dataset", skip: int = 0) -> Report:
+             wording: str = "dataset", skip: int = 0, keep_shape: str | None = None) -> Report:
     """`skip` evaluates the clips after the first `skip` ones: a validation slice, disjoint from
     the reported one, on which to choose between runs or settings."""
     from .data.shards import iter_dataset
@@ -189,7 +189,8 @@ def evaluate(model_dir: Path, data_dir: Path, limit: int | None = None, seed: in
         recon_errors.append(reconstruction_error(model, gt_n, s.faces, seed))
         caption = prompt_for(s, wording, rng)
         prompts.append(caption)
-        result = animate(s.frames[0], s.faces, caption, model=model, seed=seed + i, steps=steps, guidance=guidance)
+        result = animate(s.frames[0], s.faces, caption, model=model, seed=seed + i, steps=steps, guidance=guidance,
+                         keep_shape=keep_shape)
         gt.append(gt_n)
         gen.append(normalised(result.frames, center, denom))
         edges_all.append(meshprep.adjacency_edges(np.asarray(s.faces).reshape(-1, 3), s.frames.shape[1]))

@@ -137,7 +137,7 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
 
     records = tmp_path / "records" / "clips.jsonl"
     assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--limit", "3", "--judge-steps", "20",
-                 "--clips", str(records)]) == 0
+                 "--keep-shape", "off", "--clips", str(records)]) == 0
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert [c["index"] for c in lines] == [0, 1, 2] and all(c["amplitude_ratio"] > 0 for c in lines)
     blocked = tmp_path / "a_file"

@@ -35,9 +35,14 @@ def solver_search(_self, _context, _edit_text):
     return [(s["name"], s.get("description", "")) for s in session.known_solvers()]
 
 
+def enum_items(table: dict) -> list[tuple[str, str, str]]:
+    """Enum items for a {name: description} table of aam_seam.limits (NAME, Name, Description)."""
+    return [(name.upper(), name.capitalize(), description[:1].upper() + description[1:])
+            for name, description in table.items()]
+
+
 # Quality: the presets the request knows (aam_seam.limits lists them; nothing here names one)
-QUALITY_ITEMS = [(name.upper(), name.capitalize(), description[:1].upper() + description[1:])
-                 for name, description in limits.QUALITY_PRESETS.items()]
+QUALITY_ITEMS = enum_items(limits.QUALITY_PRESETS)
 QUALITY_DESCRIPTION = ("How much sampling a take gets: fewer flow evaluations are faster, more "
                        "are closer to the model's own schedule. Steps or Solver, when set, "
                        "replace the preset's schedule")
@@ -61,9 +66,7 @@ SOLVER_DESCRIPTION = ("For experts: the sampler's ODE solver, one the backend of
 
 # Loop: Off, then the methods the request knows (aam_seam.limits lists them; nothing here names one)
 LOOP_OFF = "OFF"
-LOOP_ITEMS = [(LOOP_OFF, "Off", "The clip ends where the motion ends")] + [
-    (name.upper(), name.capitalize(), description[:1].upper() + description[1:])
-    for name, description in limits.LOOP_METHODS.items()]
+LOOP_ITEMS = [(LOOP_OFF, "Off", "The clip ends where the motion ends")] + enum_items(limits.LOOP_METHODS)
 
 
 def loop_method(identifier: str) -> str | None:
@@ -76,8 +79,7 @@ def loop_identifier(method: str | None) -> str:
 
 
 # Keep Shape: the modes the request knows, as enum items (OFF / AUTO / ON)
-KEEP_SHAPE_ITEMS = [(name.upper(), name.capitalize(), description[:1].upper() + description[1:])
-                    for name, description in limits.KEEP_SHAPE_MODES.items()]
+KEEP_SHAPE_ITEMS = enum_items(limits.KEEP_SHAPE_MODES)
 KEEP_SHAPE_DESCRIPTION = ("Pull every frame back towards the mesh's own edge lengths, so that a rigid "
                           "or articulated motion does not stretch the surface (Animate Collection: "
                           "custom property aam_keep_shape, off, auto or on)")

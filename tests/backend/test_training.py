@@ -479,6 +479,28 @@ def test_flow_run_with_word_dropout_trains_and_records_it(tmp_path, dataset, vae
     assert 0.3 < len(thinned) / (40 * 8) < 0.7  # about half the captions shown were thinned
 
 
+def test_flow_run_with_subject_swap_shows_other_subjects_and_knows_their_words(tmp_path, dataset, vae_run,
+                                                                             monkeypatch):
+    import backend.train.flow as flow_training
+    from backend.model_folder import load_model
+
+    shown = []   # (caption, whether it is one of the dataset's own)
+    original = flow_training.CaptionCache.__call__
+    monkeypatch.setattr(flow_training.CaptionCache, "__call__", lambda self, captions: shown.extend(
+        (c, c in self.index) for c in captions) or original(self, captions))
+    cfg = FlowTrainConfig.from_dict({"flow": {"width": 32, "layers": 1, "heads": 2},
+                                     "optim": {"steps": 12, "batch_size": 8, "lr": 2e-3, "warmup_steps": 2,
+                                               "log_every": 4, "checkpoint_every": 12, "threads": 1},
+                                     "subject_swap": 0.5})
+    model_dir = train_flow(vae_run, dataset, tmp_path / "flow", cfg)
+    assert json.loads((tmp_path / "flow" / "train_config.json").read_text())["subject_swap"] == 0.5
+    swapped = [c for c, own in shown if not own]
+    assert 0.25 < len(swapped) / len(shown) < 0.75, (len(swapped), len(shown))
+    assert not load_model(model_dir).vocabulary.unknown("a barrel with a lion head")
+    with pytest.raises(UserError, match="subject_swap"):
+        FlowTrainConfig.from_dict({"subject_swap": 1.5})
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"token_dropout": 0.3}, "sentence_conditioning"),
     ({"token_dropout": 1.0, "flow": {"sentence_conditioning": True}}, "token_dropout"),

@@ -9,8 +9,8 @@ Up to --full-up-to vertices the whole Standard animation runs; above it the samp
 flow evaluation (one Euler step) and the Standard figure is estimated as encode + 16 x that
 evaluation + decode, marked "est.", since 16 evaluations over 25k tokens are many minutes of CPU.
 Columns: tokens, then seconds for prepare (welding, edges), encode (neighbour features, farthest
-point sampling, the encoder), text, one flow evaluation, sampling (Standard), decode, the
-Standard total, and the process's peak memory.
+point sampling, the encoder), text, one flow evaluation, sampling (Standard), decode, Keep Shape
+(the default, auto), the Standard total, and the process's peak memory.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def measure(n: int, full: bool, num_traj: int | None) -> dict:
     total = wall if full else wall - t["sample"] + sample
     return {"n": int(vertices.shape[0]), "k": result.num_tokens, "full": full,
             "prepare": t.get("prepare", 0.0), "encode": t["encode"], "text": t.get("text", 0.0),
-            "evaluation": evaluation, "sample": sample, "decode": t["decode"], "total": total,
+            "evaluation": evaluation, "sample": sample, "decode": t["decode"],
+            "keep_shape": t.get("keep_shape", 0.0), "total": total,
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -70,8 +71,8 @@ def main(argv=None) -> int:
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     print("| N | tokens | prepare s | encode s | text s | 1 flow eval s | sampling s (16) | "
-          "decode s | Standard total s | peak GB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "decode s | keep shape s | Standard total s | peak GB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         full = n <= args.full_up_to
         command = [sys.executable, __file__, "--one", json.dumps([n, full])]
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
         r = json.loads(run.stdout.strip().splitlines()[-1])
         mark = "" if r["full"] else " est."
         print(f"| {r['n']:,} | {r['k']:,} | {r['prepare']:.2f} | {r['encode']:.1f} | {r['text']:.2f} | "
-              f"{r['evaluation']:.2f} | {r['sample']:.1f}{mark} | {r['decode']:.1f} | "
+              f"{r['evaluation']:.2f} | {r['sample']:.1f}{mark} | {r['decode']:.1f} | {r['keep_shape']:.1f} | "
               f"{r['total']:.1f}{mark} | {r['peak_gb']:.2f} |", flush=True)
     return 0
 

@@ -42,7 +42,10 @@ KEEP_SHAPE_MODES = {
     "auto": "keep edge lengths where the motion is rigid or articulated, leave deformations alone",
     "on": "keep edge lengths on every take (grow, melt and squash lose some of their deformation)",
 }
-DEFAULT_KEEP_SHAPE = "auto"  # chosen by measurement: see the model card's Keep Shape table
+# A request without a mode leaves it to the model (its config's sampler.keep_shape): auto for the
+# embedded model (chosen by measurement: its model card, Keep Shape), off for the official weights
+# (their outputs as published).
+MODEL_KEEP_SHAPE = "the model's own: auto for the embedded model, off for the official weights"
 DEFAULT_QUALITY = "standard"
 DEFAULT_LOOP = "auto"  # chosen by measurement: see the README's loop table
 MAX_PROMPT_CHARS = 8000  # a paragraph; the text encoders read the first 32-77 tokens of it

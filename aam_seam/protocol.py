@@ -64,7 +64,7 @@ class AnimateRequest(Message):
     loop: str | None = None          # a limits.LOOP_METHODS name; None: the clip does not loop
     variations: int | None = None    # takes side by side; None: 1
     mask_falloff: float | None = None  # smooth the mask's edge over this share of the diagonal
-    keep_shape: str | None = None    # a limits.KEEP_SHAPE_MODES name; None: limits.DEFAULT_KEEP_SHAPE
+    keep_shape: str | None = None    # a limits.KEEP_SHAPE_MODES name; None: the model's own
     device: str = "auto"
     precision: str = "fp32"
 

@@ -40,7 +40,7 @@ MASK_PROPERTY = "aam_mask"                  # a vertex group: only it moves ("":
 MASK_FALLOFF_PROPERTY = "aam_mask_falloff"  # 0..1 of the mesh's size
 VARIATIONS_PROPERTY = "aam_variations"      # takes side by side, each on a copy
 BONES_PROPERTY = "aam_bones"                # Write: Armature, its deforming bones
-KEEP_SHAPE_PROPERTY = "aam_keep_shape"      # off, auto or on
+KEEP_SHAPE_PROPERTY = "aam_keep_shape"      # off, auto, on, or model (the model's own)
 OVERRIDE_PROPERTIES = (THEN_PROPERTY, REPEAT_PROPERTY, LOOP_PROPERTY, MASK_PROPERTY,
                        MASK_FALLOFF_PROPERTY, VARIATIONS_PROPERTY, BONES_PROPERTY, KEEP_SHAPE_PROPERTY)
 OVERRIDES_HELP = (f"Other custom properties override the panel per object: {THEN_PROPERTY} (the "
@@ -48,7 +48,7 @@ OVERRIDES_HELP = (f"Other custom properties override the panel per object: {THEN
                   f"{LOOP_PROPERTY} ({', '.join(limits.LOOP_METHODS)} or off), {MASK_PROPERTY} (a "
                   f"vertex group; empty: no mask), {MASK_FALLOFF_PROPERTY}, {VARIATIONS_PROPERTY}, "
                   f"{BONES_PROPERTY} (Write: Armature), {KEEP_SHAPE_PROPERTY} "
-                  f"({', '.join(limits.KEEP_SHAPE_MODES)})")
+                  f"({', '.join(limits.KEEP_SHAPE_MODES)} or model)")
 _NO_LOOP = ("", "off", "none", "no", "false")
 
 
@@ -295,10 +295,10 @@ def object_settings(name: str, props, defaults: dict) -> dict:
     if KEEP_SHAPE_PROPERTY in props:
         value = props[KEEP_SHAPE_PROPERTY]
         mode = value.strip().lower() if isinstance(value, str) else None
-        if mode not in limits.KEEP_SHAPE_MODES:
-            raise _override_error(name, KEEP_SHAPE_PROPERTY, value, f"use {', '.join(limits.KEEP_SHAPE_MODES)}, "
-                                  "or remove the property to use the panel's Keep Shape.")
-        out["keep_shape"] = mode
+        if mode not in (*limits.KEEP_SHAPE_MODES, "model"):
+            raise _override_error(name, KEEP_SHAPE_PROPERTY, value, f"use {', '.join(limits.KEEP_SHAPE_MODES)} "
+                                  "or model, or remove the property to use the panel's Keep Shape.")
+        out["keep_shape"] = None if mode == "model" else mode
     return out
 
 

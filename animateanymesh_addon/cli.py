@@ -103,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--variations", type=int, default=1, metavar="K",
                    help="K takes (seeds seed, seed+1, ...), each on a copy in the collection "
                         "'Variations'")
-    a.add_argument("--keep-shape", choices=list(limits.KEEP_SHAPE_MODES), default=limits.DEFAULT_KEEP_SHAPE,
+    a.add_argument("--keep-shape", choices=list(limits.KEEP_SHAPE_MODES), default=None,
                    help=f"pull every frame back towards the mesh's edge lengths (default "
-                   f"{limits.DEFAULT_KEEP_SHAPE}): " + "; ".join(
+                   f"{limits.MODEL_KEEP_SHAPE}): " + "; ".join(
                        f"{name}: {text}" for name, text in limits.KEEP_SHAPE_MODES.items()))
     a.add_argument("--set-range", action="store_true",
                    help="make the scene's frame range the clip's (saved in a .blend output)")
@@ -318,7 +318,7 @@ def animate(args) -> int:
         s.chain.add().prompt = text
     s.repeat, s.variations = args.repeat, args.variations
     s.loop = args.loop.upper() if args.loop else "OFF"
-    s.keep_shape = args.keep_shape.upper()
+    s.keep_shape = args.keep_shape.upper() if args.keep_shape else "MODEL"
     s.mask_group, s.mask_falloff = args.mask, args.mask_falloff or 0.0
     s.set_scene_range = args.set_range
     s.device = args.device.upper()

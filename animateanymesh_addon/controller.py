@@ -68,7 +68,7 @@ class AnimateOptions:
     chain: tuple = ()               # prompts that follow the prompt, one segment each
     repeat: int = 1                 # the prompt and its chain played this many times
     loop: str | None = None         # a limits.LOOP_METHODS name; None: no loop
-    keep_shape: str | None = None   # a limits.KEEP_SHAPE_MODES name; None: the backend's default
+    keep_shape: str | None = None   # a limits.KEEP_SHAPE_MODES name; None: the model's own
     mask_group: str = ""            # a vertex group: only it moves ("": the whole mesh)
     mask_falloff: float | None = None  # the mask's soft edge, a share of the mesh's size
     variations: int = 1             # takes side by side, each on a copy (variations.py)
@@ -95,7 +95,7 @@ class AnimateOptions:
                 "frames": self.frames or None, "device": self.device,
                 "strength": None if self.strength == 1.0 else float(self.strength),
                 "then": self.then, "loop": self.loop or None,
-                "keep_shape": None if self.keep_shape in (None, "", limits.DEFAULT_KEEP_SHAPE) else self.keep_shape,
+                "keep_shape": self.keep_shape or None,
                 "variations": int(self.variations) if self.variations != 1 else None,
                 "mask_falloff": float(self.mask_falloff) if self.mask_group and self.mask_falloff
                 else None}

@@ -26,8 +26,8 @@ from .controller import (AnimateError, AnimateOptions, AnimateRun, BatchRun, cli
                          frame_scene_range, item_options)
 from .props import (KEEP_SHAPE_DESCRIPTION, KEEP_SHAPE_ITEMS, LOOP_ITEMS, MAX_SEED, QUALITY_DESCRIPTION,
                     QUALITY_ITEMS, SOLVER_DESCRIPTION, STEPS_DESCRIPTION, VARIATIONS_DESCRIPTION,
-                    keep_shape_mode, loop_identifier, loop_method, quality_identifier, quality_preset,
-                    solver_search)
+                    keep_shape_identifier, keep_shape_mode, loop_identifier, loop_method,
+                    quality_identifier, quality_preset, solver_search)
 from .seam import ErrorCode, limits
 from .writeback import WritebackError, frame_step_for_fps, frames_for_seconds
 
@@ -71,7 +71,8 @@ def options_from_settings(context) -> tuple[AnimateOptions, str]:
         chain=tuple(item.prompt for item in s.chain),
         repeat=s.repeat, loop=loop_method(s.loop), mask_group=s.mask_group.strip(),
         mask_falloff=s.mask_falloff or None, variations=s.variations,
-        keep_shape=keep_shape_mode(s.keep_shape), set_scene_range=s.set_scene_range, device=DEVICE_VALUES.get(device, "auto"),
+        keep_shape=keep_shape_mode(s.keep_shape), set_scene_range=s.set_scene_range,
+        device=DEVICE_VALUES.get(device, "auto"),
         frame_start=float(s.frame_start), frame_step=float(step), mode=s.mode,
         keep_rest=s.keep_rest, together=s.together, bones=s.bones)
     return options, device
@@ -356,7 +357,7 @@ class ANIMATEANYMESH_OT_animate(_RunOperator, bpy.types.Operator):
         if not props.is_property_set("loop"):
             self.loop = loop_identifier(defaults.loop)
         if not props.is_property_set("keep_shape"):
-            self.keep_shape = (defaults.keep_shape or limits.DEFAULT_KEEP_SHAPE).upper()
+            self.keep_shape = keep_shape_identifier(defaults.keep_shape)
         if not props.is_property_set("quality"):
             self.quality = quality_identifier(defaults.quality)
         then = self.then.strip("\n")

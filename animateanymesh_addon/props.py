@@ -78,16 +78,22 @@ def loop_identifier(method: str | None) -> str:
     return method.upper() if method else LOOP_OFF
 
 
-# Keep Shape: the modes the request knows, as enum items (OFF / AUTO / ON)
-KEEP_SHAPE_ITEMS = enum_items(limits.KEEP_SHAPE_MODES)
+# Keep Shape: the model's own choice, then the modes the request knows (OFF / AUTO / ON)
+KEEP_SHAPE_MODEL = "MODEL"
+KEEP_SHAPE_ITEMS = [(KEEP_SHAPE_MODEL, "Model's", "The model's own choice: Auto for the embedded model, "
+                     "Off for the official weights (their outputs as published)")] + enum_items(limits.KEEP_SHAPE_MODES)
 KEEP_SHAPE_DESCRIPTION = ("Pull every frame back towards the mesh's own edge lengths, so that a rigid "
                           "or articulated motion does not stretch the surface (Animate Collection: "
-                          "custom property aam_keep_shape, off, auto or on)")
+                          "custom property aam_keep_shape, off, auto, on or model)")
 
 
 def keep_shape_mode(identifier: str) -> str | None:
-    """A Keep Shape enum value -> the request's mode (None: the backend's default)."""
-    return identifier.lower() if identifier else None
+    """A Keep Shape enum value -> the request's mode (None: the model's own)."""
+    return None if identifier in ("", KEEP_SHAPE_MODEL) else identifier.lower()
+
+
+def keep_shape_identifier(mode: str | None) -> str:
+    return mode.upper() if mode else KEEP_SHAPE_MODEL
 
 
 THEN_DESCRIPTION = ("Prompts that follow the main prompt, one segment each; every segment starts "
@@ -147,7 +153,7 @@ class AnimateAnyMeshSettings(bpy.types.PropertyGroup):
                     "Set Scene Range makes the scene's range exactly that period (Animate "
                     "Collection: custom property aam_loop, a method's name or off)")
     keep_shape: bpy.props.EnumProperty(name="Keep Shape", items=KEEP_SHAPE_ITEMS,
-                                       default=limits.DEFAULT_KEEP_SHAPE.upper(),
+                                       default=KEEP_SHAPE_MODEL,
                                        description=KEEP_SHAPE_DESCRIPTION)
     mask_group: bpy.props.StringProperty(name="Mask", default="", description=MASK_DESCRIPTION)
     mask_falloff: bpy.props.FloatProperty(

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from aam_seam.codes import SeamError
-from aam_seam.limits import (DEFAULT_KEEP_SHAPE, DEFAULT_LOOP, DEFAULT_QUALITY, KEEP_SHAPE_MODES, LOOP_METHODS,
+from aam_seam.limits import (DEFAULT_LOOP, DEFAULT_QUALITY, KEEP_SHAPE_MODES, LOOP_METHODS, MODEL_KEEP_SHAPE,
                              QUALITY_PRESETS, chained, check_repeat)
 
 from .denormals import flush_denormals
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"make the clip loop seamlessly (method, default {DEFAULT_LOOP}): "
                    + "; ".join(f"{k}: {v}" for k, v in LOOP_METHODS.items()))
     a.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
-                   help=f"pull each frame back towards the mesh's edge lengths (default {DEFAULT_KEEP_SHAPE}): "
+                   help=f"pull each frame back towards the mesh's edge lengths (default {MODEL_KEEP_SHAPE}): "
                    + "; ".join(f"{k}: {v}" for k, v in KEEP_SHAPE_MODES.items()))
     a.add_argument("--mask", default=None, metavar="WEIGHTS",
                    help="per-vertex weights 0 (pinned) to 1 (free): a .npy, or a .npz's 'mask' array "
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--wording", choices=["dataset", "training"], default="dataset",
                    help="prompt with the clips' own captions, or (diagnostic) with training-template wording")
     e.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
-                   help=f"Keep Shape of the generated clips (default {DEFAULT_KEEP_SHAPE}, as animate)")
+                   help=f"Keep Shape of the generated clips (default {MODEL_KEEP_SHAPE})")
     e.add_argument("--clips", type=Path, default=None,
                    help="also write one JSON line per evaluated clip (prompt, family, what the judge saw)")
     e.set_defaults(run=cmd_eval)
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--judge-steps", type=int, default=3000, help="training steps of the judge")
     ep.add_argument("--threads", type=int, default=0, help="torch's CPU threads (0: torch's default)")
     ep.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
-                    help=f"Keep Shape of every take (default {DEFAULT_KEEP_SHAPE}, as animate)")
+                    help=f"Keep Shape of every take (default {MODEL_KEEP_SHAPE})")
     ep.add_argument("--keep-shape-study", action="store_true",
                     help="make every take with Keep Shape off, then measure it off, on and auto at "
                     "several thresholds (edge distortion, motion kept, top-1)")
@@ -318,7 +318,7 @@ def cmd_animate(args) -> int:
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     written = write_takes(args.out, result.takes, result.seeds, faces, args.prompt, then, args.loop,
-                          args.keep_shape)
+                          result.keep_shape)
     for path, clip, seed in zip(written, result.takes, result.seeds):
         print(f"wrote {path}: {clip.shape[0]} frames x {clip.shape[1]} vertices, seed {seed}"
               + (", loops" if args.loop else ""))

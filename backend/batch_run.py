@@ -92,14 +92,14 @@ class Animator:
             code, message = classify_failure(exc)
             return {"error": [str(code), message], "retryable": code in RETRYABLE}
         return {"takes": np.asarray(result.takes, dtype=np.float32), "seeds": list(result.seeds),
-                "warnings": list(result.warnings), "seconds": time.perf_counter() - clock}
+                "warnings": list(result.warnings), "keep_shape": result.keep_shape,
+                "seconds": time.perf_counter() - clock}
 
 
 def write_takes(out: Path, takes, seeds, faces, prompt: str, then: list[str], loop: str | None,
-                keep_shape: str | None = None) -> list[Path]:
+                keep_shape: str = "") -> list[Path]:
     """Each take as its own .npz (OUT, or OUT_1 .. OUT_K for several), written atomically, in the
     format `python -m backend animate` writes."""
-    from aam_seam.limits import DEFAULT_KEEP_SHAPE
 
     from .mesh import triangulate
 
@@ -110,7 +110,7 @@ def write_takes(out: Path, takes, seeds, faces, prompt: str, then: list[str], lo
             save_npz_atomically(path, compress=True, frames=clip, faces=triangles,
                                 prompt=np.array(prompt), then=np.array(then, dtype=str),
                                 loop=np.array(loop or ""), seed=np.array(seed, dtype=np.int64),
-                                keep_shape=np.array(keep_shape or DEFAULT_KEEP_SHAPE))
+                                keep_shape=np.array(keep_shape))
         except OSError as exc:
             raise UserError(f"could not write {path} ({exc.strerror or exc}); an earlier file there is "
                             "left as it was. Free some space or choose another path.") from None
@@ -193,7 +193,7 @@ class Dispatcher:
         job, payload = self.status.jobs[job_id], self.payloads.pop(job_id)
         try:
             outputs = write_takes(job.out, answer["takes"], answer["seeds"], payload.faces, job.prompt,
-                                  job.then, job.options.get("loop"), job.options.get("keep_shape"))
+                                  job.then, job.options.get("loop"), answer.get("keep_shape", ""))
         except UserError as exc:
             self.fail(job_id, str(exc.code), str(exc), retryable=False, worker=worker)
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from aam_seam.atomic import write_text_atomically
-from aam_seam.limits import MAX_STEPS, MAX_TOKENS, MIN_STEPS, MIN_TOKENS
+from aam_seam.limits import KEEP_SHAPE_MODES, MAX_STEPS, MAX_TOKENS, MIN_STEPS, MIN_TOKENS
 
 from .errors import CheckpointError
 from .solvers import OFFICIAL_SOLVER
@@ -97,6 +97,9 @@ class SamplerDefaults:
     steps: int = 64  # grid points of the fixed-step solver (official: 64)
     guidance: float = 3.0
     solver: str = OFFICIAL_SOLVER
+    # Keep Shape when a request leaves it to the model (limits.KEEP_SHAPE_MODES). "off" keeps a
+    # model's frames as they come out of it: the official weights' published outputs, exactly.
+    keep_shape: str = "off"
 
 
 @dataclass
@@ -253,7 +256,7 @@ RULES: dict[type, dict[str, Rule]] = {
         # it has, and --solver can still pick another
         "steps": whole(MIN_STEPS, MAX_STEPS), "guidance": Rule(lambda v: _is_number(v) and v >= 0,
                                                                "a finite number of at least 0"),
-        "solver": TEXT,
+        "solver": TEXT, "keep_shape": one_of(*KEEP_SHAPE_MODES),
     },
     CompatConfig: {"pad_to": whole(0), "replace_index_zero": FLAG},
 }

@@ -34,8 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from aam_seam.limits import DEFAULT_KEEP_SHAPE
-
 from .errors import UserError
 
 MIN_MOVING = 0.03  # peak share of the diagonal from which a take counts as moving
@@ -285,7 +283,7 @@ def run(model_dir: Path, meshes, *, families=None, classes=None, per_class: int 
         unknown = model.vocabulary.unknown(prompt) if model.vocabulary is not None else []
         record = dict(take_metrics(frames, edges), judged_as=judge.label(frames), unknown_words=unknown,
                       seconds=time.perf_counter() - start,
-                      keep_shape="off" if shape_study else keep_shape or DEFAULT_KEEP_SHAPE)
+                      keep_shape=result.keep_shape)
         if shape_study:
             kept = rigidity.keep_shape(frames, edges, "on")
             projected = kept.frames.numpy().astype(np.float64)

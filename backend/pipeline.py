@@ -47,6 +47,7 @@ class AnimationResult:
     timings: dict[str, float] = field(default_factory=dict)
     num_tokens: int = 0
     seams: list[int] = field(default_factory=list)  # frames where chained segments meet (model rate)
+    keep_shape: str = "off"            # the Keep Shape mode the takes were made with
 
     @property
     def frames(self) -> np.ndarray:
@@ -98,8 +99,8 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     `strength` scales its motion and `mask` (one weight per vertex, 0 pinned) scales each
     vertex's, softened over `mask_falloff` of the diagonal (masks.py). `variations` K makes K
     takes with seeds seed, seed + 1, ... in one batched pass; take k equals a run with that seed.
-    `keep_shape` pulls each frame back towards the mesh's edge lengths (rigidity.py; default
-    limits.DEFAULT_KEEP_SHAPE), before the clip is looped, retimed, scaled or masked.
+    `keep_shape` pulls each frame back towards the mesh's edge lengths (rigidity.py; default: the
+    model's config, sampler.keep_shape), before the clip is looped, retimed, scaled or masked.
 
     vertices (N, 3); faces: (M, k) array or a list of polygons (quads and n-gons are
     triangulated; no faces animates a point cloud). token_indices / noise inject the random
@@ -165,6 +166,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         warnings.append("the mask's falloff follows the surface, and a point cloud has none: its "
                         "edge stays hard.")
 
+    shape_mode = keep_shape or cfg.sampler.keep_shape
     method = LOOPS[loop] if loop else None
     plan = prompts + [prompts[0]] * (method.extra_segments if method else 0)
     evaluations = evaluations_per_run(steps, solver)
@@ -193,7 +195,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         message = weak_take_warning(clip[:length])  # judged on the take itself, before any strength
         if message:
             weak.append((take, message))
-        clip = shaped(clip, prep.edges, keep_shape or limits.DEFAULT_KEEP_SHAPE, timings,
+        clip = shaped(clip, prep.edges, shape_mode, timings,
                       lambda done, total, take=take: checkpoint(Stage.SHAPE, take * total + done, count * total))
         if method is not None:
             clip = method.close(clip, length)
@@ -207,7 +209,7 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
         takes.append(np.asarray(clip, dtype=np.float32)[:, prep.to_original])
     for take, message in weak:
         warnings.append(message if count == 1 else f"take {take + 1} (seed {seeds[take]}): {message}")
-    return AnimationResult(np.stack(takes), seeds, warnings, timings, k, seams=seams)
+    return AnimationResult(np.stack(takes), seeds, warnings, timings, k, seams=seams, keep_shape=shape_mode)
 
 
 def shaped(clip: np.ndarray, edges: np.ndarray, mode: str, timings: dict, step=None) -> np.ndarray:

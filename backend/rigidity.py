@@ -32,7 +32,6 @@ import torch
 from aam_seam import limits
 
 MODES = tuple(limits.KEEP_SHAPE_MODES)
-DEFAULT_MODE = limits.DEFAULT_KEEP_SHAPE
 DATA_WEIGHT = 10.0
 ITERATIONS = 4
 CG_STEPS = 20
@@ -156,7 +155,7 @@ def peak_displacement(frames: torch.Tensor) -> float:
     return float((frames - frames[:1]).norm(dim=-1).mean(dim=1).max())
 
 
-def keep_shape(frames, edges, mode: str = DEFAULT_MODE, data_weight: float = DATA_WEIGHT,
+def keep_shape(frames, edges, mode: str, data_weight: float = DATA_WEIGHT,
                step=None) -> RigidityResult:
     """The take after Keep Shape `mode` ("off", "auto" or "on"); see the module notes."""
     if mode not in MODES:

@@ -123,10 +123,18 @@ def test_keep_shape_pulls_every_frame_towards_the_rest_edge_lengths(model):
     assert edge_distortion(takes["off"], edges) > 0.003
     np.testing.assert_array_equal(takes["on"][0], takes["off"][0])           # frame 0 is the rest pose
     assert ("on", "shape") in stages and ("off", "shape") not in stages
-    # auto projects or keeps the take as made; and it is the default
+    # auto projects or keeps the take as made; without a mode the model's config decides
     assert any(np.array_equal(takes["auto"], takes[m]) for m in ("off", "on"))
-    default = animate(verts, faces, "a flag waves", model=model, seed=3, **FAST).frames
-    np.testing.assert_array_equal(default, takes["auto"])
+    assert model.config.sampler.keep_shape == "off"                        # a config's default
+    default = animate(verts, faces, "a flag waves", model=model, seed=3, **FAST)
+    np.testing.assert_array_equal(default.frames, takes["off"])
+    assert default.keep_shape == "off"
+    model.config.sampler.keep_shape = "on"
+    try:
+        np.testing.assert_array_equal(animate(verts, faces, "a flag waves", model=model, seed=3, **FAST).frames,
+                                      takes["on"])
+    finally:
+        model.config.sampler.keep_shape = "off"
 
 
 def test_the_command_line_writes_one_file_per_take_and_a_sheet(tmp_path, tiny_model_dir):

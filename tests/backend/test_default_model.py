@@ -21,6 +21,7 @@ def test_default_model_is_shipped_small_and_offline():
     # round 3: the flow also reads the prompt's sentence embedding, through a path it trained
     assert model.config.flow.sentence_conditioning and model.flow.sentence_mlp.c_proj.weight.abs().max() > 0
     assert (EMBEDDED_DIR / "README.md").is_file()
+    assert model.config.sampler.keep_shape == "auto"   # chosen by measurement: the model card, Keep Shape
 
 
 def test_default_model_animates_the_example_and_follows_the_prompt():

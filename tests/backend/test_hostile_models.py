@@ -81,6 +81,7 @@ def setting(section, name, value):
     (setting("sampler", "steps", 0), "sampler.steps must be a whole number from 2 to 1000"),
     (setting("sampler", "guidance", -1), "sampler.guidance must be"),
     (setting("sampler", "solver", 7), "sampler.solver must be a text"),
+    (setting("sampler", "keep_shape", "rigid"), "sampler.keep_shape must be one of 'off', 'auto', 'on'"),
     (setting("compat", "pad_to", -1), "compat.pad_to must be"),
     (lambda c: {**c, "format_version": "1"}, "format_version must be a whole number"),
     (lambda c: {**c, "name": ["x"]}, "name must be a text"),

@@ -189,7 +189,7 @@ def scenario_chain_loop_mask(zip_path: str, python: str, model_dir: str) -> dict
     assert bpy.ops.animateanymesh.animate(objects="A") == {"FINISHED"}
     out["combined"] = {"call": calls[-1], "frames": _frames(targets, "A")}
     s.chain.clear()
-    s.loop, s.mask_falloff, s.strength, s.length, s.keep_shape = "OFF", 0.0, 1.0, "MODEL", "AUTO"
+    s.loop, s.mask_falloff, s.strength, s.length, s.keep_shape = "OFF", 0.0, 1.0, "MODEL", "MODEL"
 
     # bad values: one line each, and nothing in the scene changes
     b = bpy.data.objects["B"]
@@ -458,7 +458,7 @@ def test_chain_loop_and_mask_through_the_animate_operator(blender_args):
     call = combined["call"]
     assert (call["then"], call["loop"], call["frames"], call["strength"], call["mask_falloff"],
             call["keep_shape"]) == ([THEN], "blend", 24, 0.5, pytest.approx(0.2), "on")
-    assert r["mask"]["call"]["keep_shape"] is None        # the default is the backend's own
+    assert r["mask"]["call"]["keep_shape"] is None        # the default is the model's own
     expected = _expected(sent, model, ("A",), then=[THEN], loop="blend", frames=24, strength=0.5,
                          mask=weights["A"], mask_falloff=0.2, keep_shape="on")[0]["A"]
     frames = np.asarray(combined["frames"])
@@ -554,6 +554,8 @@ def test_batch_overrides_are_parsed_with_the_fix():
                                       "aam_bones": "8", "aam_keep_shape": " On"}, defaults)
     assert got == {"chain": ["jump", "spin"], "repeat": 2, "loop": "crossfade", "mask": "Head",
                    "mask_falloff": 0.25, "variations": 3, "bones": 8, "keep_shape": "on"}
+    assert batch.object_settings("A", {"aam_keep_shape": "Model"}, {**defaults, "keep_shape": "on"})[
+        "keep_shape"] is None
     assert batch.object_settings("A", {"aam_then": "", "aam_loop": "off"}, {**defaults, "loop": "blend"})[
         "chain"] == [] and batch.object_settings("A", {"aam_loop": "off"}, {**defaults, "loop": "blend"})[
         "loop"] is None
@@ -563,8 +565,8 @@ def test_batch_overrides_are_parsed_with_the_fix():
                          ({"aam_mask_falloff": "nan"}, "aam_mask_falloff = 'nan': use a number from 0 to 1"),
                          ({"aam_then": 3}, "aam_then = 3: make it text"),
                          ({"aam_bones": 0}, "aam_bones = 0: use a whole number from 1 to 256"),
-                         ({"aam_keep_shape": "rigid"}, "aam_keep_shape = 'rigid': use off, auto, on"),
-                         ({"aam_keep_shape": 1}, "aam_keep_shape = 1: use off, auto, on")]:
+                         ({"aam_keep_shape": "rigid"}, "aam_keep_shape = 'rigid': use off, auto, on or model"),
+                         ({"aam_keep_shape": 1}, "aam_keep_shape = 1: use off, auto, on or model")]:
         with pytest.raises(batch.QueueError, match="^'A' has custom property " + words.replace("(", r"\(")):
             batch.object_settings("A", props, defaults)
     # items keep their settings through the queue file, and older files without them still load

@@ -12,9 +12,10 @@ weight that keeps the motion the model made (Sorkine & Alexa's local/global iter
 weights so that any mesh works, faces or not). w is `data_weight` times (mean edge length /
 diagonal)^2: the edge term grows with the edge count and shrinks with the edge length, and
 without that factor a dense mesh (short edges) would keep a smooth stretch that a coarse one
-loses. Rigid motions cost the edge term nothing, so they pass through whatever w is. The local step fits every R_i by a 3x3
-SVD, all frames at once; the global step solves one sparse system (L + w I) p = b, the same for
-every frame and coordinate, by Jacobi-preconditioned conjugate gradients from the current frame.
+loses. Rigid motions cost the edge term nothing, so they pass through whatever w is. The local
+step fits every R_i by a 3x3 SVD, all frames at once; the global step solves one sparse system
+(L + w I) p = b, the same for every frame and coordinate, by Jacobi-preconditioned conjugate
+gradients from the current frame.
 
 A motion that is meant to change edge lengths (grow, melt, squash and stretch) loses its
 deformation under the projection. `auto` therefore keeps the projected take only where the

@@ -36,7 +36,7 @@ MODES = tuple(limits.KEEP_SHAPE_MODES)
 DATA_WEIGHT = 10.0
 ITERATIONS = 4
 CG_STEPS = 20
-AUTO_CHANGE = 0.15
+AUTO_CHANGE = 0.1
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class QueueItem:
     mask_falloff: float | None = None
     variations: int = 1
     bones: int | None = None        # None: the panel's
-    keep_shape: str | None = None   # None: the backend's default
+    keep_shape: str | None = None   # None: the model's own
 
     def settings(self) -> dict:
         return {"chain": list(self.chain), "repeat": self.repeat, "loop": self.loop,
@@ -252,8 +252,8 @@ def _whole(name: str, prop: str, value, low: int, high: int) -> int:
 
 def object_settings(name: str, props, defaults: dict) -> dict:
     """The settings of one object of a batch: `defaults` (the panel's chain, repeat, loop, mask,
-    mask_falloff, variations, bones, keep_shape) with the object's own custom properties `props` (a mapping) over
-    them. Raises QueueError naming the object, the property and the fix."""
+    mask_falloff, variations, bones, keep_shape) with the object's own custom properties `props`
+    (a mapping) over them. Raises QueueError naming the object, the property and the fix."""
     out = dict(defaults)
     if THEN_PROPERTY in props:
         value = props[THEN_PROPERTY]

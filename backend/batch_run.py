@@ -100,7 +100,6 @@ def write_takes(out: Path, takes, seeds, faces, prompt: str, then: list[str], lo
                 keep_shape: str = "") -> list[Path]:
     """Each take as its own .npz (OUT, or OUT_1 .. OUT_K for several), written atomically, in the
     format `python -m backend animate` writes."""
-
     from .mesh import triangulate
 
     triangles = triangulate(faces)

@@ -93,7 +93,8 @@ def _rotated_rest(rot: torch.Tensor, rest: torch.Tensor, adjacency, degree) -> t
     return 0.5 * (own + a_rot @ rest[:, None, :, None] - a_rot_rest).squeeze(-1)
 
 
-def _conjugate_gradients(apply, b: torch.Tensor, x: torch.Tensor, inv_diag: torch.Tensor, steps: int) -> torch.Tensor:
+def _conjugate_gradients(apply, b: torch.Tensor, x: torch.Tensor, inv_diag: torch.Tensor,
+                         steps: int) -> torch.Tensor:
     """Solve A x = b column by column (A symmetric positive definite), starting from x."""
     r = b - apply(x)
     z = inv_diag[:, None] * r

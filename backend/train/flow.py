@@ -28,6 +28,8 @@ import torch
 
 from ..config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, SamplerDefaults,
                       TextEncoderConfig)
+from ..data.motions import FAMILY_SPECS
+from ..data.subjects import COMPOUND_NOUNS, OBJECT_NOUNS, PART_WORDS, draw_subject, swap_subject
 from ..model_folder import ModelFolder, write_model_folder
 from ..models.flow import DyMeshMMDiT
 from ..vocabulary import Vocabulary, load_vocabulary
@@ -255,9 +257,6 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
 def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
               generator: torch.Generator) -> str:
     """The caption, or with chance `rate` the same caption about another subject."""
-    from ..data.motions import FAMILY_SPECS
-    from ..data.subjects import draw_subject, swap_subject
-
     noun = encoded.nouns[index] if encoded.nouns else None
     if not noun or torch.rand(1, generator=generator).item() >= rate:
         return caption
@@ -269,8 +268,6 @@ def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
 def training_vocabulary(encoded: EncodedSet, init_from: Path | None, swapped: bool = False) -> Vocabulary:
     """The words of the captions this flow learned from (with the swapped-in subjects), plus those
     its starting weights knew."""
-    from ..data.subjects import COMPOUND_NOUNS, OBJECT_NOUNS, PART_WORDS
-
     captions = [c for cs in encoded.captions for c in cs]
     if swapped:
         captions += [" ".join(OBJECT_NOUNS + COMPOUND_NOUNS + PART_WORDS)]

@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt with the clips' own captions, or (diagnostic) with training-template wording")
     e.add_argument("--keep-shape", choices=list(KEEP_SHAPE_MODES), default=None,
                    help=f"Keep Shape of the generated clips (default {MODEL_KEEP_SHAPE})")
+    e.add_argument("--quality", choices=list(QUALITY_PRESETS), default="reference",
+                   help="sampling preset of the generated clips (default reference: the model's own schedule, "
+                   "which its reported figures use; standard: what a click gives by default)")
     e.add_argument("--clips", type=Path, default=None,
                    help="also write one JSON line per evaluated clip (prompt, family, what the judge saw)")
     e.set_defaults(run=cmd_eval)
@@ -492,7 +495,8 @@ def cmd_eval(args) -> int:
     try:
         report = evaluate(resolve_model(args.model, args.cache), args.data, limit=args.limit, seed=args.seed,
                           classifier_steps=args.judge_steps, guidance=args.guidance,
-                          wording=args.wording, skip=args.skip, keep_shape=args.keep_shape)
+                          wording=args.wording, skip=args.skip, keep_shape=args.keep_shape,
+                          quality=args.quality)
     except BaseException:
         if created:
             args.clips.unlink(missing_ok=True)

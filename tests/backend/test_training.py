@@ -99,7 +99,7 @@ def test_partial_json_config_keeps_the_small_model_defaults():
         VAETrainConfig.from_dict({"optim": {"nonsense": 1}})
 
 
-def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
+def test_eval_reports_every_metric(tmp_path, dataset, vae_run, monkeypatch, capsys):
     from backend.evaluate import evaluate, format_report
 
     cfg = FlowTrainConfig(flow=FlowConfig(width=32, layers=1, heads=2),
@@ -135,9 +135,20 @@ def test_eval_reports_every_metric(tmp_path, dataset, vae_run):
         assert dict(judged) == row["mistaken_for"]
     from backend.__main__ import main
 
+    import backend.evaluate as evaluation
+
+    asked = []   # the quality each generated clip was sampled with
+    original = evaluation.animate
+    monkeypatch.setattr(evaluation, "animate", lambda *a, **kw: asked.append(kw["quality"]) or original(*a, **kw))
     records = tmp_path / "records" / "clips.jsonl"
     assert main(["eval", "--model", str(model_dir), "--data", str(dataset), "--limit", "3", "--judge-steps", "20",
-                 "--keep-shape", "off", "--clips", str(records)]) == 0
+                 "--keep-shape", "off", "--quality", "draft", "--clips", str(records)]) == 0
+    assert asked == ["draft"] * 3 and "sampling: draft" in capsys.readouterr().out
+    assert evaluate(model_dir, dataset, limit=2, classifier_steps=2).quality == "reference" == asked[-1]
+    single = tmp_path / "one"
+    write_dataset(single, 1, seed=3, max_vertices=200)
+    with pytest.raises(UserError, match="one clip cannot rate its own judge"):
+        evaluate(model_dir, single, classifier_steps=2)
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert [c["index"] for c in lines] == [0, 1, 2] and all(c["amplitude_ratio"] > 0 for c in lines)
     blocked = tmp_path / "a_file"

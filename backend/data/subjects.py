@@ -5,8 +5,10 @@ on them alone read a part word in the subject ("the monkey head jumps") as a par
 barely moved the mesh (issue 20). Training swaps the subject of some captions for one of these:
 
   objects    nouns of things artists animate that the generator never names ("barrel", "rocket")
-  parts      a creature or object noun with a body-part word ("lion head", "cat's tail"), only
-             for whole-body motions: there the caption's verb is about the whole mesh
+  parts      a creature or object noun with a body-part word ("lion head", "cat's tail"): for
+             whole-body motions, where the caption's verb is about the whole mesh, and (training
+             option `compound_subjects: "all"`) for part motions too, so that a part word in the
+             subject predicts no motion at all and only the verb is left to read
 
 `python -m backend eval-prompts` measures on its own subject lists; none of its unseen nouns and
 none of its compounds' nouns is used here (a test keeps it so), so its part-word class still asks
@@ -43,9 +45,10 @@ def _pick(options, generator: torch.Generator) -> str:
     return options[int(torch.randint(len(options), (1,), generator=generator))]
 
 
-def draw_subject(whole_body: bool, generator: torch.Generator) -> str:
-    """A training subject: an object noun, or (whole-body motions, half the time) a compound."""
-    if whole_body and torch.rand(1, generator=generator).item() < 0.5:
+def draw_subject(compound: bool, generator: torch.Generator) -> str:
+    """A training subject: an object noun, or (where `compound` allows, half the time) a noun
+    with a part word."""
+    if compound and torch.rand(1, generator=generator).item() < 0.5:
         noun, part = _pick(COMPOUND_NOUNS, generator), _pick(PART_WORDS, generator)
         if noun not in ("stone", "wooden") and torch.rand(1, generator=generator).item() < 0.25:
             return f"{noun}'s {part}"

@@ -41,6 +41,9 @@ from .vae import load_trained_vae
 MINILM_TOKENS = 32
 
 
+COMPOUND_SUBJECTS = ("whole_body", "all")
+
+
 @dataclass
 class FlowTrainConfig:
     flow: FlowConfig = field(default_factory=lambda: FlowConfig(
@@ -53,6 +56,8 @@ class FlowTrainConfig:
     token_dropout: float = 0.0      # chance that a captioned sample shows the flow only the
                                     # sentence embedding (needs flow.sentence_conditioning)
     subject_swap: float = 0.0       # chance that a caption names its mesh with another subject
+    compound_subjects: str = "whole_body"  # which families' swaps may be a noun with a part word:
+                                           # "whole_body" motions only, or "all" (part motions too)
     save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
 
     @classmethod
@@ -64,6 +69,9 @@ class FlowTrainConfig:
             value = getattr(cfg, name)
             if not (is_number(value) and 0 <= value < 1):
                 raise UserError(f"{name} must be a number from 0 up to (not including) 1, got {value!r}.")
+        if cfg.compound_subjects not in COMPOUND_SUBJECTS:
+            raise UserError(f"compound_subjects must be one of {', '.join(COMPOUND_SUBJECTS)}, "
+                            f"got {cfg.compound_subjects!r}.")
         if not isinstance(cfg.flow.sentence_conditioning, bool):
             raise UserError(f"flow.sentence_conditioning must be true or false, got {cfg.flow.sentence_conditioning!r}.")
         if cfg.token_dropout and not cfg.flow.sentence_conditioning:
@@ -232,7 +240,7 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
         chosen = [encoded.captions[i][int(torch.randint(len(encoded.captions[i]), (1,), generator=generator))]
                   for i in pick.tolist()]
         if cfg.subject_swap:
-            chosen = [resubject(c, i, encoded, cfg.subject_swap, generator)
+            chosen = [resubject(c, i, encoded, cfg.subject_swap, generator, cfg.compound_subjects == "all")
                       for c, i in zip(chosen, pick.tolist())]
         if cfg.word_dropout:
             thinned = (torch.rand(len(chosen), generator=generator) < cfg.word_dropout).tolist()
@@ -255,14 +263,15 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
 
 
 def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
-              generator: torch.Generator) -> str:
-    """The caption, or with chance `rate` the same caption about another subject."""
+              generator: torch.Generator, compounds_everywhere: bool = False) -> str:
+    """The caption, or with chance `rate` the same caption about another subject; a noun with a
+    part word only for whole-body motions unless `compounds_everywhere`."""
     noun = encoded.nouns[index] if encoded.nouns else None
     if not noun or torch.rand(1, generator=generator).item() >= rate:
         return caption
     family = FAMILY_SPECS.get(encoded.families[index] or "")
     whole_body = family is not None and not family.articulated
-    return swap_subject(caption, noun, draw_subject(whole_body, generator))
+    return swap_subject(caption, noun, draw_subject(whole_body or compounds_everywhere, generator))
 
 
 def training_vocabulary(encoded: EncodedSet, init_from: Path | None, swapped: bool = False) -> Vocabulary:

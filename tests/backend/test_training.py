@@ -510,6 +510,8 @@ def test_flow_run_with_subject_swap_shows_other_subjects_and_knows_their_words(t
     assert not load_model(model_dir).vocabulary.unknown("a barrel with a lion head")
     with pytest.raises(UserError, match="subject_swap"):
         FlowTrainConfig.from_dict({"subject_swap": 1.5})
+    with pytest.raises(UserError, match="compound_subjects must be one of whole_body, all"):
+        FlowTrainConfig.from_dict({"compound_subjects": "parts"})
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -29,14 +29,31 @@ def test_the_noun_is_swapped_once_with_its_article():
     assert swap("it sways", "dog", "cat") == "it sways"
 
 
-def test_compounds_only_where_the_verb_is_about_the_whole_body():
+def _has_part_word(subject: str) -> bool:
+    return bool(set(subject.replace("'s", "").split()) & set(subjects.PART_WORDS))
+
+
+def test_compounds_only_where_allowed():
     g = torch.Generator().manual_seed(0)
-    part_words = set(subjects.PART_WORDS)
-    articulated = [subjects.draw_subject(False, g) for _ in range(300)]
-    whole = [subjects.draw_subject(True, g) for _ in range(300)]
-    assert not any(set(s.replace("'s", "").split()) & part_words for s in articulated)
-    with_part = sum(bool(set(s.replace("'s", "").split()) & part_words) for s in whole)
-    assert 110 < with_part < 190
+    plain = [subjects.draw_subject(False, g) for _ in range(300)]
+    compound = [subjects.draw_subject(True, g) for _ in range(300)]
+    assert not any(_has_part_word(s) for s in plain)
+    assert 110 < sum(_has_part_word(s) for s in compound) < 190
+
+
+def test_part_motions_get_compounds_only_when_asked():
+    articulated = next(f for f, spec in FAMILY_SPECS.items() if spec.articulated)
+    encoded = EncodedSet(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.zeros(1, 1, 1),
+                         [["a dog nods its head"]], [articulated], ["dog"])
+    g = torch.Generator().manual_seed(2)
+
+    def subjects_of(everywhere: bool) -> list[str]:
+        swapped = [resubject("a dog nods its head", 0, encoded, 0.99, g, everywhere) for _ in range(200)]
+        assert all(s.endswith(" nods its head") for s in swapped)
+        return [s.split(" nods")[0].split(" ", 1)[1] for s in swapped]
+
+    assert not any(_has_part_word(s) for s in subjects_of(False))
+    assert 60 < sum(_has_part_word(s) for s in subjects_of(True)) < 140
 
 
 def test_training_swaps_about_the_rate_asked_for():

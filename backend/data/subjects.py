@@ -45,12 +45,12 @@ def _pick(options, generator: torch.Generator) -> str:
     return options[int(torch.randint(len(options), (1,), generator=generator))]
 
 
-def draw_subject(compound: bool, generator: torch.Generator) -> str:
+def draw_subject(compound: bool, generator: torch.Generator, possessive: float = 0.25) -> str:
     """A training subject: an object noun, or (where `compound` allows, half the time) a noun
-    with a part word."""
+    with a part word, with chance `possessive` written "lion's head" rather than "lion head"."""
     if compound and torch.rand(1, generator=generator).item() < 0.5:
         noun, part = _pick(COMPOUND_NOUNS, generator), _pick(PART_WORDS, generator)
-        if noun not in ("stone", "wooden") and torch.rand(1, generator=generator).item() < 0.25:
+        if noun not in ("stone", "wooden") and torch.rand(1, generator=generator).item() < possessive:
             return f"{noun}'s {part}"
         return f"{noun} {part}"
     return _pick(OBJECT_NOUNS, generator)

@@ -58,6 +58,8 @@ class FlowTrainConfig:
     subject_swap: float = 0.0       # chance that a caption names its mesh with another subject
     compound_subjects: str = "whole_body"  # which families' swaps may be a noun with a part word:
                                            # "whole_body" motions only, or "all" (part motions too)
+    compound_possessive: float = 0.25      # share of those written "lion's head", not "lion head": the
+                                           # captions' own "the dog's head bobs" is a part motion
     save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
 
     @classmethod
@@ -65,7 +67,7 @@ class FlowTrainConfig:
         cfg = config_from_dict(cls, values)
         from ..errors import UserError
 
-        for name in ("word_dropout", "word_dropout_rate", "token_dropout", "subject_swap"):
+        for name in ("word_dropout", "word_dropout_rate", "token_dropout", "subject_swap", "compound_possessive"):
             value = getattr(cfg, name)
             if not (is_number(value) and 0 <= value < 1):
                 raise UserError(f"{name} must be a number from 0 up to (not including) 1, got {value!r}.")
@@ -240,7 +242,8 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
         chosen = [encoded.captions[i][int(torch.randint(len(encoded.captions[i]), (1,), generator=generator))]
                   for i in pick.tolist()]
         if cfg.subject_swap:
-            chosen = [resubject(c, i, encoded, cfg.subject_swap, generator, cfg.compound_subjects == "all")
+            chosen = [resubject(c, i, encoded, cfg.subject_swap, generator, cfg.compound_subjects == "all",
+                                cfg.compound_possessive)
                       for c, i in zip(chosen, pick.tolist())]
         if cfg.word_dropout:
             thinned = (torch.rand(len(chosen), generator=generator) < cfg.word_dropout).tolist()
@@ -263,7 +266,7 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
 
 
 def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
-              generator: torch.Generator, compounds_everywhere: bool = False) -> str:
+              generator: torch.Generator, compounds_everywhere: bool = False, possessive: float = 0.25) -> str:
     """The caption, or with chance `rate` the same caption about another subject; a noun with a
     part word only for whole-body motions unless `compounds_everywhere`."""
     noun = encoded.nouns[index] if encoded.nouns else None
@@ -271,7 +274,7 @@ def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
         return caption
     family = FAMILY_SPECS.get(encoded.families[index] or "")
     whole_body = family is not None and not family.articulated
-    return swap_subject(caption, noun, draw_subject(whole_body or compounds_everywhere, generator))
+    return swap_subject(caption, noun, draw_subject(whole_body or compounds_everywhere, generator, possessive))
 
 
 def training_vocabulary(encoded: EncodedSet, init_from: Path | None, swapped: bool = False) -> Vocabulary:

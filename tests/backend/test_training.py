@@ -512,6 +512,8 @@ def test_flow_run_with_subject_swap_shows_other_subjects_and_knows_their_words(t
         FlowTrainConfig.from_dict({"subject_swap": 1.5})
     with pytest.raises(UserError, match="compound_subjects must be one of whole_body, all"):
         FlowTrainConfig.from_dict({"compound_subjects": "parts"})
+    with pytest.raises(UserError, match="compound_possessive must be a number from 0"):
+        FlowTrainConfig.from_dict({"compound_possessive": -0.1})
 
 
 @pytest.mark.parametrize("bad, message", [

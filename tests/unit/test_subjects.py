@@ -66,3 +66,12 @@ def test_training_swaps_about_the_rate_asked_for():
     assert 150 < sum(s != "a dog jumps" for s in swapped) < 250
     assert all(s.endswith(" jumps") for s in swapped)
     assert resubject("jumps", 1, encoded, 1.0, g) == "jumps"      # no noun known: unchanged
+
+
+def test_possessive_compounds_only_at_the_share_asked_for():
+    # "the lion's head jumps" reads like the captions' own part motions ("the dog's head bobs")
+    g = torch.Generator().manual_seed(3)
+    compounds = [s for s in (subjects.draw_subject(True, g) for _ in range(600)) if _has_part_word(s)]
+    assert 0.1 < sum("'s " in s for s in compounds) / len(compounds) < 0.35
+    plain = [subjects.draw_subject(True, g, possessive=0.0) for _ in range(300)]
+    assert any(_has_part_word(s) for s in plain) and not any("'s " in s for s in plain)

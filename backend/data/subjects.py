@@ -45,7 +45,10 @@ def _pick(options, generator: torch.Generator) -> str:
     return options[int(torch.randint(len(options), (1,), generator=generator))]
 
 
-def draw_subject(compound: bool, generator: torch.Generator, possessive: float = 0.25) -> str:
+POSSESSIVE_SHARE = 0.25  # of the compounds, those written "lion's head" (the first run's recipe)
+
+
+def draw_subject(compound: bool, generator: torch.Generator, possessive: float = POSSESSIVE_SHARE) -> str:
     """A training subject: an object noun, or (where `compound` allows, half the time) a noun
     with a part word, with chance `possessive` written "lion's head" rather than "lion head"."""
     if compound and torch.rand(1, generator=generator).item() < 0.5:

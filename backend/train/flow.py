@@ -29,7 +29,8 @@ import torch
 from ..config import (CompatConfig, FlowConfig, LatentStats, ModelConfig, SamplerDefaults,
                       TextEncoderConfig)
 from ..data.motions import FAMILY_SPECS
-from ..data.subjects import COMPOUND_NOUNS, OBJECT_NOUNS, PART_WORDS, draw_subject, swap_subject
+from ..data.subjects import (COMPOUND_NOUNS, OBJECT_NOUNS, PART_WORDS, POSSESSIVE_SHARE, draw_subject,
+                             swap_subject)
 from ..model_folder import ModelFolder, write_model_folder
 from ..models.flow import DyMeshMMDiT
 from ..vocabulary import Vocabulary, load_vocabulary
@@ -56,10 +57,11 @@ class FlowTrainConfig:
     token_dropout: float = 0.0      # chance that a captioned sample shows the flow only the
                                     # sentence embedding (needs flow.sentence_conditioning)
     subject_swap: float = 0.0       # chance that a caption names its mesh with another subject
-    compound_subjects: str = "whole_body"  # which families' swaps may be a noun with a part word:
-                                           # "whole_body" motions only, or "all" (part motions too)
-    compound_possessive: float = 0.25      # share of those written "lion's head", not "lion head": the
-                                           # captions' own "the dog's head bobs" is a part motion
+    # which families' swaps may be a noun with a part word: "whole_body" motions only, or "all"
+    compound_subjects: str = "whole_body"
+    # the share of those written "lion's head", not "lion head" (the captions' own "the dog's head
+    # bobs" is a part motion)
+    compound_possessive: float = POSSESSIVE_SHARE
     save_dtype: str = "float16"  # weights shipped in the repository: half the bytes
 
     @classmethod
@@ -266,7 +268,8 @@ def train_flow(vae_run: Path, data_dir: Path, out_dir: Path, cfg: FlowTrainConfi
 
 
 def resubject(caption: str, index: int, encoded: EncodedSet, rate: float,
-              generator: torch.Generator, compounds_everywhere: bool = False, possessive: float = 0.25) -> str:
+              generator: torch.Generator, compounds_everywhere: bool = False,
+              possessive: float = POSSESSIVE_SHARE) -> str:
     """The caption, or with chance `rate` the same caption about another subject; a noun with a
     part word only for whole-body motions unless `compounds_everywhere`."""
     noun = encoded.nouns[index] if encoded.nouns else None

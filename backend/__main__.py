@@ -19,6 +19,7 @@ from aam_seam.limits import (DEFAULT_LOOP, DEFAULT_QUALITY, KEEP_SHAPE_MODES, LO
 from .denormals import flush_denormals
 from .errors import UserError
 from .solvers import solver_names
+from .subject_reading import READINGS as SUBJECT_READINGS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--keep-shape-study", action="store_true",
                     help="make every take with Keep Shape off, then measure it off, on and auto at "
                     "several thresholds (edge distortion, motion kept, top-1)")
+    ep.add_argument("--subject-reading", choices=list(SUBJECT_READINGS), default=None,
+                    help="how prompts' subjects are read (default: the model's text.subject_reading; "
+                    "literal measures the flow alone on subjects like 'the monkey head')")
     ep.add_argument("--out", type=Path, default=None, help="also write one JSON line per take (.jsonl)")
     ep.set_defaults(run=cmd_eval_prompts)
 
@@ -548,7 +552,8 @@ def cmd_eval_prompts(args) -> int:
                         per_class=args.subjects_per_class, seeds=seeds, quality=args.quality,
                         num_traj=args.num_traj, judge_clips=args.judge_clips,
                         judge_steps=args.judge_steps, keep_shape=args.keep_shape,
-                        shape_study=args.keep_shape_study, on_record=add, log=ep.log_stderr)
+                        shape_study=args.keep_shape_study, subject_reading=args.subject_reading,
+                        on_record=add, log=ep.log_stderr)
         ok = True
     finally:
         if finish:

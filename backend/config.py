@@ -20,6 +20,7 @@ from aam_seam.limits import KEEP_SHAPE_MODES, MAX_STEPS, MAX_TOKENS, MIN_STEPS, 
 
 from .errors import CheckpointError
 from .solvers import OFFICIAL_SOLVER
+from .subject_reading import READINGS
 
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
@@ -80,6 +81,10 @@ class TextEncoderConfig:
     context_length: int = 77
     layer_norm_eps: float = 1e-5
     intermediate_size: int | None = None  # MLP width; None means 4 * width (SD-1.5)
+    # How a prompt's subject is read before encoding (subject_reading.py): "whole_mesh" sends
+    # "the monkey head jumps" as "jumps", for a model whose captions use part-word subjects only
+    # for motions of the part. "literal" sends every prompt as typed (the official model).
+    subject_reading: str = "literal"
 
 
 @dataclass
@@ -249,6 +254,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "context_length": SIZE, "layer_norm_eps": POSITIVE,
         "intermediate_size": Rule(lambda v: v is None or (_is_whole(v) and v >= 1),
                                   "null or a whole number of at least 1"),
+        "subject_reading": one_of(*READINGS),
     },
     LatentStats: {"f0_mean": FINITE, "f0_std": POSITIVE, "ft_mean": FINITE, "ft_std": POSITIVE},
     SamplerDefaults: {

@@ -43,7 +43,6 @@ PROMPT_DIRECTION = {"jump": "forward"}
 JUDGE_DATA_SEED = 2  # the stream the model card's held-out set was written with
 JUDGE_MAX_VERTICES = 800
 JUDGE_VALIDATION_PER_FAMILY = 6
-PART_WORDS = frozenset({"head", "tail", "arm", "leg", "wing", "ear", "hand", "foot", "neck", "paw"})
 
 # class id -> (what the report calls it, subjects in the order --subjects-per-class takes them).
 # The first ones of each class span its kinds, so a run with two per class still has variety.
@@ -213,6 +212,7 @@ class PromptReport:
     checks: list[dict] = field(default_factory=list)    # the Suzanne check's takes
     vocabulary_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    subject_reading: str = "literal"  # the model's text.subject_reading, or the run's override
 
 
 def check_options(families, classes, per_class: int, seeds) -> tuple[list[str], list[str]]:
@@ -255,25 +255,31 @@ def vocabulary_notes(vocabulary, subjects) -> list[str]:
 def run(model_dir: Path, meshes, *, families=None, classes=None, per_class: int = 2, seeds=(1,),
         quality: str = "standard", num_traj: int | None = None, judge_clips: int = 40,
         judge_steps: int = 3000, keep_shape: str | None = None, shape_study: bool = False,
-        on_record=None, log=None) -> PromptReport:
+        subject_reading: str | None = None, on_record=None, log=None) -> PromptReport:
     """Every (mesh, family, subject, seed) take. `meshes`: reference_meshes.NamedMesh list;
-    `on_record(record)` sees each take as it is made (the JSON lines file)."""
+    `on_record(record)` sees each take as it is made (the JSON lines file). `subject_reading`
+    overrides the model's (`literal` measures the flow alone on part-word subjects)."""
     from . import mesh as meshprep
     from . import rigidity
     from .model_folder import load_model
     from .pipeline import animate
+    from .subject_reading import read_prompt
 
     log = log or (lambda message: None)
     families, classes = check_options(families, classes, per_class, list(seeds))
     subjects = subjects_for(classes, per_class)
     clock = time.perf_counter()
     model = load_model(Path(model_dir))
+    if subject_reading is not None:
+        model.config.text.subject_reading = subject_reading
+    reading = model.config.text.subject_reading
     judge = train_judge(whole_body_families(), judge_clips, judge_steps, log=log)
     log(f"judge: {100 * judge.validation_accuracy:.1f}% on {judge.validation} held-out clips")
     report = PromptReport(str(model_dir), quality, list(seeds), classes, families, [], {
         "families": len(judge.families), "pool": judge.pool, "steps": judge_steps,
         "validation": judge.validation, "validation_accuracy": judge.validation_accuracy,
-        "on_ground_truth": {}}, vocabulary_notes=vocabulary_notes(model.vocabulary, subjects))
+        "on_ground_truth": {}}, vocabulary_notes=vocabulary_notes(model.vocabulary, subjects),
+        subject_reading=reading)
 
     def take(mesh, edges, prompt, seed):
         start = time.perf_counter()
@@ -283,7 +289,7 @@ def run(model_dir: Path, meshes, *, families=None, classes=None, per_class: int 
         unknown = model.vocabulary.unknown(prompt) if model.vocabulary is not None else []
         record = dict(take_metrics(frames, edges), judged_as=judge.label(frames), unknown_words=unknown,
                       seconds=time.perf_counter() - start,
-                      keep_shape=result.keep_shape)
+                      keep_shape=result.keep_shape, read_as=read_prompt(prompt, reading).prompt)
         if shape_study:
             kept = rigidity.keep_shape(frames, edges, "on")
             projected = kept.frames.numpy().astype(np.float64)
@@ -433,7 +439,8 @@ def format_report(report: PromptReport) -> str:
     names = {c: SUBJECT_CLASSES[c][0] for c in report.classes}
     seeds = ", ".join(map(str, report.seeds))
     j = report.judge
-    lines = [f"model: {report.model}   quality: {report.quality}   seeds: {seeds}   "
+    lines = [f"model: {report.model}   quality: {report.quality}   subject reading: "
+             f"{report.subject_reading}   seeds: {seeds}   "
              f"{len(report.records)} takes in {report.seconds / 60:.1f} min",
              f"judge: {j['families']} whole-body families, learned from {j['pool']} ground-truth clips of "
              f"held-out meshes ({j['steps']} steps); {_pct(100 * j['validation_accuracy'], 1)} on "

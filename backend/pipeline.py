@@ -34,6 +34,7 @@ from .motion import scale_motion, weak_take_warning
 from .quality import schedule_for
 from .retime import retime, retime_loop
 from .sampling import Cancelled, evaluations_per_run, sample_trajectory_latent
+from .subject_reading import read_prompt
 
 # progress(stage, done, total); stage: an aam_seam.stages.Stage
 ProgressFn = Callable[[str, int, int], None]
@@ -159,7 +160,10 @@ def animate(vertices, faces, prompt: str, *, model: LoadedModel | str | Path,
     seeds = [(int(seed) + i) % (limits.MAX_SEED + 1) for i in range(count)]
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     tokenizer = getattr(model.text_encoder, "tokenizer", None)
-    warnings = [w for text in prompts for w in check_prompt(text, tokenizer)] + list(prep.warnings)
+    readings = [read_prompt(text, cfg.text.subject_reading) for text in prompts]
+    warnings = [r.note for r in readings if r.note]
+    prompts = [r.prompt for r in readings]
+    warnings += [w for text in prompts for w in check_prompt(text, tokenizer)] + list(prep.warnings)
     if model.vocabulary is not None:
         warnings += [w for text in prompts for w in model.vocabulary.check(text)]
     if weights is not None and mask_falloff and not len(prep.edges):

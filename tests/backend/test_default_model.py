@@ -22,6 +22,7 @@ def test_default_model_is_shipped_small_and_offline():
     assert model.config.flow.sentence_conditioning and model.flow.sentence_mlp.c_proj.weight.abs().max() > 0
     assert (EMBEDDED_DIR / "README.md").is_file()
     assert model.config.sampler.keep_shape == "auto"   # chosen by measurement: the model card, Keep Shape
+    assert model.config.text.subject_reading == "whole_mesh"  # measured: the model card, issue 20
 
 
 def test_default_model_animates_the_example_and_follows_the_prompt():
@@ -33,3 +34,19 @@ def test_default_model_animates_the_example_and_follows_the_prompt():
     moved = np.linalg.norm(flap.frames - flap.frames[:1], axis=-1).max()
     assert moved > 0.05 * np.ptp(vertices, axis=0).max()
     assert np.abs(flap.frames - spin.frames).max() > 0.05 * np.ptp(vertices, axis=0).max()
+
+
+def test_a_part_word_subject_moves_the_whole_mesh_and_says_so():
+    """"the bird head jumps": the default model is given "jumps" (subject_reading.py), and the
+    artist is told; read literally, the same seed gives another take."""
+    vertices, faces = load_mesh(REPO / "examples" / "bird.obj")
+    model = load_model(EMBEDDED_DIR)
+    named = animate(vertices, faces, "the bird head jumps", model=model, seed=1, steps=4)
+    plain = animate(vertices, faces, "jumps", model=model, seed=1, steps=4)
+    np.testing.assert_array_equal(named.frames, plain.frames)
+    assert any("read 'the bird head jumps' as 'jumps'" in w for w in named.warnings)
+    assert not any("read '" in w for w in plain.warnings)
+    model.config.text.subject_reading = "literal"
+    literal = animate(vertices, faces, "the bird head jumps", model=model, seed=1, steps=4)
+    assert np.abs(literal.frames - plain.frames).max() > 0.01 * np.ptp(vertices, axis=0).max()
+    assert not any("read '" in w for w in literal.warnings)

@@ -10,6 +10,7 @@ from backend.__main__ import main
 from backend.data import creatures, procedural
 from backend.data.motions import FAMILY_SPECS
 from backend.model_manager import EMBEDDED_DIR
+from backend.subject_reading import PART_WORDS
 from backend.vocabulary import load_vocabulary, words
 
 ISSUE_FAMILIES = ["jump", "bounce", "spin", "sway", "shake", "squash_stretch", "twist", "bend", "pulse",
@@ -42,7 +43,7 @@ def test_the_subject_classes_are_built_as_specified():
         assert vocabulary.unknown(noun) == words(noun), noun
     for compound in members["part"]:
         *owner, part = compound.split()
-        assert owner and part in ep.PART_WORDS and not set(owner) & ep.PART_WORDS, compound
+        assert owner and part in PART_WORDS and not set(owner) & PART_WORDS, compound
     assert members["none"] == {""}
     assert members["pronoun"] <= PRONOUNS
     # --subjects-per-class takes the first ones of each class, in order
@@ -71,7 +72,7 @@ def test_a_tiny_run_reports_every_class_with_sane_numbers(tmp_path, capsys):
     code = main(["eval-prompts", "--meshes", "bird:400", "--families", "jump,grow",
                  "--classes", "caption,part", "--subjects-per-class", "1", "--num-traj", "64",
                  "--quality", "draft", "--judge-clips", "3", "--judge-steps", "40", "--keep-shape-study",
-                 "--out", str(out)])
+                 "--subject-reading", "literal", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -82,7 +83,8 @@ def test_a_tiny_run_reports_every_class_with_sane_numbers(tmp_path, capsys):
         assert r["correct"] == (r["judged_as"] == r["family"]) and r["vertices"] >= 100
         assert r["subject"] in r["prompt"]
         if r["class"] == "part":
-            assert set(r["subject"].split()) & ep.PART_WORDS
+            assert set(r["subject"].split()) & PART_WORDS
+        assert r["read_as"] == r["prompt"]  # --subject-reading literal: the flow alone
         # the study's takes are made with Keep Shape off, then projected; projecting stretches less
         assert r["keep_shape"] == "off" and r["shape_change"] >= 0 and r["on_judged_as"] in ISSUE_FAMILIES
         assert r["on_edge_distortion_pct"] < r["edge_distortion_pct"] and r["on_peak_pct"] > 0
@@ -94,6 +96,7 @@ def test_a_tiny_run_reports_every_class_with_sane_numbers(tmp_path, capsys):
         assert row["takes"] >= 1 and row["median_peak_pct"] > 0 and row["peak_ratio"] > 0
         assert 0 <= row["top1_pct"] <= 100 and 0 <= row["moving_pct"] <= 100
     assert t["by_class"]["caption"]["takes"] == t["by_class"]["part"]["takes"] == 2
+    assert "subject reading: literal" in printed
     for heading in ("By subject class", "caption noun", "noun + part word", "Per family", "Per mesh",
                     "judge on the families' ground truth"):
         assert heading in printed

@@ -78,6 +78,7 @@ def setting(section, name, value):
     (setting("text", "heads", 0), "text.heads must be a whole number of at least 1 for clip-sd15"),
     (setting("text", "layer_norm_eps", -1e-5), "text.layer_norm_eps must be a finite number above 0"),
     (setting("text", "intermediate_size", "4x"), "text.intermediate_size must be null or"),
+    (setting("text", "subject_reading", "loose"), "text.subject_reading must be one of 'literal', 'whole_mesh'"),
     (setting("sampler", "steps", 0), "sampler.steps must be a whole number from 2 to 1000"),
     (setting("sampler", "guidance", -1), "sampler.guidance must be"),
     (setting("sampler", "solver", 7), "sampler.solver must be a text"),

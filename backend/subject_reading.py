@@ -1,0 +1,126 @@
+"""Reading a prompt whose subject names the mesh with a part word: "the monkey head jumps".
+
+The embedded model's captions use a noun with a part word as the subject only for motions of
+that part ("dog tail wagging", "dog wings flapping"), so its flow reads "the monkey head jumps"
+as a part motion and barely moves Suzanne (0.5% of her diagonal; "it jumps" 34%: model card,
+issue 20). Fine-tunes that taught compounds as whole-mesh subjects broke the held-out part
+wording "the head of the wolf tips forward and back" instead. An artist who names the object
+they see means the whole mesh; so for models whose config asks for it
+(`text.subject_reading: "whole_mesh"`), a prompt that opens with such a compound and then says
+nothing about parts is sent without its subject: "the monkey head jumps forward" is read as
+"jumps forward", which this model follows like any unseen noun or pronoun.
+
+A prompt is left as written when anything marks a real part motion: a possessive or "of" ("the
+dog's head bobs", "the head of the wolf tips"), a side or position word ("the left arm"), a part
+word or a part-motion word after the subject ("the dragon tail wags", "the robot arm waves its
+hand"), or a subject word that the captions use to describe motion ("the big head", which may
+mean the size of the motion). Every caption the procedural generator writes, in either split,
+comes back unchanged (a test keeps it so), so the reading never touches what the model was
+trained or evaluated on.
+
+Plain Python (no torch), so it tests on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .vocabulary import word_key, words
+
+READINGS = ("literal", "whole_mesh")
+
+# Parts of a body or a figure, singular and plural; a subject ending in one may name the mesh or
+# its part. Matched as whole words ("man" is not "mane", "winged" is not "wing").
+_PARTS = ("head", "tail", "arm", "leg", "wing", "ear", "hand", "neck", "paw", "face", "nose", "torso",
+          "claw", "fin", "horn", "beak", "skull", "antler", "trunk", "finger", "toe", "knee", "elbow",
+          "shoulder", "hip", "jaw", "mouth", "eye", "tentacle", "flipper", "limb", "mane", "snout",
+          "muzzle")
+PART_WORDS = frozenset(_PARTS + tuple(p + "s" for p in _PARTS) + ("foot", "feet", "hoof", "hooves", "hoofs"))
+# Words that move a part, not a whole body, as artists and the captions use them: after a
+# compound subject they mean the part itself moves ("the dragon tail wags", "duck wing beats").
+PART_MOTION_WORDS = frozenset(word_key(w) for w in (
+    "nod", "nodding", "wag", "wagging", "waggle", "flap", "flapping", "flutter", "wave", "waving",
+    "beat", "wingbeat", "swing", "swinging", "swish", "flick", "sweep", "raise", "raising", "hoist",
+    "salute", "greet", "cheer", "point", "kick", "step", "walk", "walking", "trot", "march",
+    "stride", "stroll", "jog", "gallop", "swim", "swimming", "paddle", "stroke", "slither",
+    "crawl", "creep", "wriggle", "undulate", "rear", "rearing", "wiggle", "blink", "chew",
+    "bite", "clap", "grab", "reach", "scratch", "stomp", "tap", "paw",
+))
+# Words before the part that make it a part of something named before them, not the mesh.
+_PART_MARKERS = frozenset((
+    "its", "his", "her", "their", "my", "your", "our", "whose", "left", "right", "front", "back",
+    "rear", "hind", "upper", "lower", "top", "bottom", "both", "two", "four", "each", "every",
+    "one", "other", "side", "of", "and", "or", "with", "s",
+))
+_DETERMINERS = frozenset(("the", "a", "an", "this", "that", "these", "those"))
+_TOKEN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*|[^\sA-Za-z]+")
+MAX_NAME_WORDS = 3  # "old stone dragon tail": longer runs before a part word are rarely a name
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the flow is given for a prompt, and the note that tells the artist why."""
+
+    prompt: str
+    note: str = ""
+
+
+@lru_cache(maxsize=1)
+def caption_words() -> frozenset[str]:
+    """Every word the procedural captions use outside their subject slot (templates and the
+    phrases that fill their speed, amplitude and direction slots), as word keys."""
+    from .data.captions import CAPTIONS, _DEFAULTS, templates_of
+
+    found: set[str] = set()
+    for family, (_, tables) in CAPTIONS.items():
+        for template in templates_of(family):
+            found.update(words(re.sub(r"\{\w+\}", " ", template)))
+            for slot in re.findall(r"\{(\w+)\}", template):
+                for phrases in (tables.get(slot) or _DEFAULTS.get(slot) or {}).values():
+                    for phrase in phrases:
+                        found.update(words(phrase))
+    return frozenset(word_key(w) for w in found)
+
+
+def _names_the_mesh(names: list[str]) -> bool:
+    """Whether the words before the part word can only be a name ("monkey", "stone dragon"):
+    none marks a part, and none is one of the captions' own motion or size words."""
+    vocabulary = caption_words()
+    return all(w not in _PART_MARKERS and word_key(w) not in vocabulary
+               and w not in PART_WORDS for w in names)
+
+
+def whole_mesh_reading(prompt: str) -> Reading:
+    """The prompt without its subject when the subject is a name with a part word and the rest
+    says nothing of parts; otherwise the prompt as written (and no note)."""
+    tokens = list(_TOKEN.finditer(prompt))
+    start = 1 if tokens and tokens[0].group().lower() in _DETERMINERS else 0
+    part = next((j for j in range(start + 1, min(start + MAX_NAME_WORDS + 1, len(tokens)))
+                 if tokens[j].group().lower() in PART_WORDS), None)
+    if part is None:
+        return Reading(prompt)
+    names = [t.group().lower() for t in tokens[start:part]]
+    if not all(n[:1].isalpha() for n in names) or not _names_the_mesh(names):
+        return Reading(prompt)
+    rest = prompt[tokens[part].end():]
+    after = words(rest)
+    if rest[:1] in ("'", "\u2019") or not after:  # "the monkey head's eyes ...", no verb at all
+        return Reading(prompt)
+    if any(w in PART_WORDS or word_key(w) in PART_MOTION_WORDS or w == "of" for w in after):
+        return Reading(prompt)
+    read, subject = rest.strip(), prompt[:tokens[part].end()].strip()
+    note = (f"read '{prompt.strip()}' as '{read}': this model takes a part word in the subject "
+            f"('{subject}') for a motion of that part only, so the whole mesh moves as asked. "
+            "To move just the part, say what it does: 'the monkey nods its head'.")
+    return Reading(read, note)
+
+
+def read_prompt(prompt: str, reading: str) -> Reading:
+    """The prompt as the model should be given it under the model's `text.subject_reading`."""
+    if reading == "literal":
+        return Reading(prompt)
+    if reading == "whole_mesh":
+        return whole_mesh_reading(prompt)
+    raise ValueError(f"unknown subject reading {reading!r}; choose from {', '.join(READINGS)}")

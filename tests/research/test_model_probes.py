@@ -34,3 +34,16 @@ def test_reconstruction_probe_labels_each_familys_reconstructions(tmp_path, load
         assert 0.8 < r["amplitude"] < 1.25, rows
     with pytest.raises(SystemExit, match="must cover every family"):
         probe.probe([str(EMBEDDED_DIR)], tmp_path, limit=12, judge_steps=10)
+
+
+def test_part_subject_forms_probe_moves_the_read_form_more_than_the_possessive(load_script):
+    # research/probes/probe_part_subject_forms.py: what the subject reading leaves to the flow.
+    from backend.reference_meshes import load_meshes, parse_spec
+
+    probe = load_script("probe_part_subject_forms", "research/probes")
+    mesh = load_meshes([parse_spec("suzanne:1")])[0]
+    rows = probe.probe(mesh, ["jump"], quality="draft", judge_clips=3, judge_steps=20,
+                       forms={k: probe.FORMS[k] for k in ("name + part (read)", "possessive")})
+    read, possessive = rows["name + part (read)"]["peaks"][0], rows["possessive"]["peaks"][0]
+    # the possessive goes to the flow as typed: another take, and (as on Suzanne at level 2) less motion
+    assert rows["name + part (read)"]["correct"] == [True] and read > 10 and possessive < read, rows

@@ -69,19 +69,10 @@ class Reading:
 
 @lru_cache(maxsize=1)
 def caption_words() -> frozenset[str]:
-    """Every word the procedural captions use outside their subject slot (templates and the
-    phrases that fill their speed, amplitude and direction slots), as word keys."""
-    from .data.captions import CAPTIONS, _DEFAULTS, templates_of
+    """The captions' words around their subject (captions.wording_words), as word keys."""
+    from .data.captions import wording_words
 
-    found: set[str] = set()
-    for family, (_, tables) in CAPTIONS.items():
-        for template in templates_of(family):
-            found.update(words(re.sub(r"\{\w+\}", " ", template)))
-            for slot in re.findall(r"\{(\w+)\}", template):
-                for phrases in (tables.get(slot) or _DEFAULTS.get(slot) or {}).values():
-                    for phrase in phrases:
-                        found.update(words(phrase))
-    return frozenset(word_key(w) for w in found)
+    return frozenset(word_key(w) for w in wording_words())
 
 
 def _names_the_mesh(names: list[str]) -> bool:

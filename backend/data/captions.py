@@ -759,6 +759,20 @@ def render(family: str, template_index: int, noun: str, params: dict,
     return _clean(_SLOT_RE.sub(fill, template))
 
 
+def wording_words() -> set[str]:
+    """Every word the captions use around their subject, in both splits: the templates' own words
+    and those of the phrases that fill their speed, amplitude and direction slots."""
+    found: set[str] = set()
+    for family, (_, tables) in CAPTIONS.items():
+        for template in templates_of(family):
+            found.update(re.findall(r"[a-z]+", _SLOT_RE.sub(" ", template.lower())))
+            for slot in _SLOT_RE.findall(template):
+                for phrases in (tables.get(slot) or _DEFAULTS.get(slot) or {}).values():
+                    for phrase in phrases:
+                        found.update(re.findall(r"[a-z]+", phrase.lower()))
+    return found
+
+
 def captions_for(family: str, noun: str, params: dict, split: str,
                  rng: np.random.Generator) -> list[str]:
     """All paraphrases of the split: every training template or the 2 held-out evaluation ones."""

@@ -305,8 +305,10 @@ def export_model(model_dir: Path, vae, flow, stats: LatentStats, cfg: FlowTrainC
                  vocabulary: Vocabulary | None = None):
     dtype = getattr(torch, cfg.save_dtype)
     config = ModelConfig(name=name, vae=vae.config, flow=cfg.flow,
+                         # its captions name a part in the subject only for that part's motions
                          text=TextEncoderConfig(kind="minilm", width=text_width, layers=0, heads=0,
-                                                vocab_size=0, context_length=MINILM_TOKENS),
+                                                vocab_size=0, context_length=MINILM_TOKENS,
+                                                subject_reading="whole_mesh"),
                          stats=stats, sampler=cfg.sampler,
                          compat=CompatConfig(pad_to=0, replace_index_zero=False), provenance=provenance)
     weights = {"vae": shipped_state(vae, dtype), "flow": shipped_state(flow, dtype)}

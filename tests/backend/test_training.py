@@ -76,6 +76,7 @@ def test_flow_training_exports_a_model_the_pipeline_runs(tmp_path, dataset, vae_
     assert curve[-1] < curve[0], curve
     model = load_model(model_dir)
     assert model.config.text.kind == "minilm" and model.config.vae.token_sampling == "positions"
+    assert model.config.text.subject_reading == "whole_mesh"  # as the default model reads prompts
     sample = next(iter(iter_dataset(dataset)))
     result = animate(sample.frames[0], sample.faces, "a bird flaps its wings", model=model, seed=0, steps=3)
     assert result.frames.shape == sample.frames.shape and np.isfinite(result.frames).all()

@@ -55,7 +55,11 @@ _PART_MARKERS = frozenset((
     "one", "other", "side", "of", "and", "or", "with", "s",
 ))
 _DETERMINERS = frozenset(("the", "a", "an", "this", "that", "these", "those"))
-_TOKEN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*|[^\sA-Za-z]+")
+# A first word after the subject that carries the subject on ("the monkey head on a stick spins")
+_SUBJECT_GOES_ON = frozenset(("and", "or", "with", "without", "of", "on", "in", "at", "from", "by",
+                              "for", "near", "under", "inside", "made"))
+_WORD = re.compile(r"[A-Za-z]+")
+_JOINS_A_NAME = re.compile(r"[\s-]+")  # what may stand between the subject's words: "monkey-head"
 MAX_NAME_WORDS = 3  # "old stone dragon tail": longer runs before a part word are rarely a name
 
 
@@ -86,22 +90,26 @@ def _names_the_mesh(names: list[str]) -> bool:
 def whole_mesh_reading(prompt: str) -> Reading:
     """The prompt without its subject when the subject is a name with a part word and the rest
     says nothing of parts; otherwise the prompt as written (and no note)."""
-    tokens = list(_TOKEN.finditer(prompt))
-    start = 1 if tokens and tokens[0].group().lower() in _DETERMINERS else 0
+    tokens = list(_WORD.finditer(prompt))
+    if not tokens or prompt[:tokens[0].start()].strip():
+        return Reading(prompt)
+    start = 1 if tokens[0].group().lower() in _DETERMINERS else 0
     part = next((j for j in range(start + 1, min(start + MAX_NAME_WORDS + 1, len(tokens)))
                  if tokens[j].group().lower() in PART_WORDS), None)
     if part is None:
         return Reading(prompt)
+    if not all(_JOINS_A_NAME.fullmatch(prompt[a.end():b.start()]) for a, b in zip(tokens, tokens[1:part + 1])):
+        return Reading(prompt)  # "the monkey's head", "monkey (head)"
     names = [t.group().lower() for t in tokens[start:part]]
-    if not all(n[:1].isalpha() for n in names) or not _names_the_mesh(names):
-        return Reading(prompt)
     rest = prompt[tokens[part].end():]
     after = words(rest)
-    if rest[:1] in ("'", "\u2019") or not after:  # "the monkey head's eyes ...", no verb at all
+    if (not _names_the_mesh(names) or not after or after[0] in _SUBJECT_GOES_ON
+            or rest.lstrip()[:1] in ("'", "\u2019")):  # "the monkey head's eyes ..."
         return Reading(prompt)
-    if any(w in PART_WORDS or word_key(w) in PART_MOTION_WORDS or w == "of" for w in after):
+    if any(w in PART_WORDS or word_key(w) in PART_MOTION_WORDS for w in after):
         return Reading(prompt)
-    read, subject = rest.strip(), prompt[:tokens[part].end()].strip()
+    read = prompt[tokens[part + 1].start():].strip()
+    subject = prompt[:tokens[part].end()].strip()
     note = (f"read '{prompt.strip()}' as '{read}': this model takes a part word in the subject "
             f"('{subject}') for a motion of that part only, so the whole mesh moves as asked. "
             "To move just the part, say what it does: 'the monkey nods its head'.")

@@ -80,10 +80,17 @@ def test_every_whole_body_prompt_with_a_part_word_subject_is_read_without_it(sub
     ("a gargoyle head melts slowly", "melts slowly"),
     ("old pirate skull sinks into the ground", "sinks into the ground"),
     ("the duck wings grow", "grow"),
+    ("A monkey head, jumping forward.", "jumping forward."),
+    ("the monkey-head jumps", "jumps"),
+    ("  the monkey head   jumps and then spins ", "jumps and then spins"),
     # a part of something named: as written
     ("the head of the wolf tips forward and back", None),
     ("the dog's head bobs up and down", None),
     ("the monkey head's eyes roll", None),
+    ("the monkey head on a stick spins", None),  # the subject goes on
+    ("the monkey head and the body jump", None),
+    ('"the monkey head" jumps', None),
+    ("the monkey, head down, jumps", None),  # not one name: a comma between its words
     ("the left arm rises", None),
     ("its head turns", None),
     ("the head turns back and forth", None),

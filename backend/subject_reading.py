@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .vocabulary import word_key, words
+from .vocabulary import word_key
 
 READINGS = ("literal", "whole_mesh")
 
@@ -52,7 +52,7 @@ PART_MOTION_WORDS = frozenset(word_key(w) for w in (
 _PART_MARKERS = frozenset((
     "its", "his", "her", "their", "my", "your", "our", "whose", "left", "right", "front", "back",
     "rear", "hind", "upper", "lower", "top", "bottom", "both", "two", "four", "each", "every",
-    "one", "other", "side", "of", "and", "or", "with", "s",
+    "one", "other", "side", "of", "and", "or", "with",
 ))
 _DETERMINERS = frozenset(("the", "a", "an", "this", "that", "these", "those"))
 # A first word after the subject that carries the subject on ("the monkey head on a stick spins")
@@ -102,7 +102,7 @@ def whole_mesh_reading(prompt: str) -> Reading:
         return Reading(prompt)  # "the monkey's head", "monkey (head)"
     names = [t.group().lower() for t in tokens[start:part]]
     rest = prompt[tokens[part].end():]
-    after = words(rest)
+    after = [t.group().lower() for t in tokens[part + 1:]]
     if (not _names_the_mesh(names) or not after or after[0] in _SUBJECT_GOES_ON
             or rest.lstrip()[:1] in ("'", "\u2019")):  # "the monkey head's eyes ..."
         return Reading(prompt)
